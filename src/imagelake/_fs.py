@@ -64,7 +64,9 @@ class LakeFS:
     def __init__(self, root: str | os.PathLike[str], **storage_options: Any) -> None:
         root = os.fspath(root)
         self.fs, path = fsspec.core.url_to_fs(root, **storage_options)
-        self.protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        self.protocol = (
+            self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        )
         self.is_local = self.protocol in ("file", "local")
         self.root = os.path.abspath(path) if self.is_local else path.rstrip("/")
         self.storage_options = storage_options

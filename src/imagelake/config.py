@@ -154,11 +154,11 @@ def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
 def override(**changes: Any) -> Iterator[Settings]:
     """Temporarily change settings in this thread/task::
 
-        with override(lake="/data/lake", workers=2):
-            ...
+    with override(lake="/data/lake", workers=2):
+        ...
     """
     Settings().replace(**changes)  # validates the names
-    token = _overrides.set(_overrides.get() + (changes,))
+    token = _overrides.set((*_overrides.get(), changes))
     try:
         yield get_settings()
     finally:
