@@ -321,8 +321,8 @@ def test_torn_fragment_from_a_crash_is_moved_aside(lake: LakeFS) -> None:
     entry = AuditLog(lake).record("next", user="u")
     assert entry.seq == 4
     assert log.verify().entries == 4
-    torn = Path(lake.path("audit/log.jsonl.torn")).read_text()
-    assert '"action\\":\\"ing' in torn or '{\\"action\\":\\"ing' in torn
+    torn = json.loads(Path(lake.path("audit/log.jsonl.torn")).read_text())
+    assert torn["fragment"] == '{"action":"ing'
 
 
 def test_complete_entry_missing_only_its_newline_is_kept(lake: LakeFS) -> None:

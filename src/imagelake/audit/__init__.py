@@ -50,14 +50,14 @@ Details must be JSON values and must never contain patient identifiers or key ma
 name objects by UIDs, store keys or pseudonyms.
 """
 
-from imagelake.audit._log import (
+from imagelake.audit._entry import (
     AUDIT_KEY_ENV,
     GENESIS,
     AuditEntry,
-    AuditLog,
     AuditReport,
     canonical_json,
 )
+from imagelake.audit._log import AuditLog
 
 __all__ = [
     "AUDIT_KEY_ENV",

@@ -11,10 +11,19 @@ import os
 import posixpath
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any
 
 from imagelake._fs import LakeFS, fsync_dir
+from imagelake.audit._entry import (
+    AUDIT_KEY_ENV,
+    ENTRY_FIELDS,
+    GENESIS,
+    AuditEntry,
+    AuditReport,
+    canonical_json,
+    utc_iso,
+)
 from imagelake.errors import AuditChainError, ConfigError
 
 try:  # fcntl is POSIX-only; without it appends are serialised within one process only
@@ -22,115 +31,9 @@ try:  # fcntl is POSIX-only; without it appends are serialised within one proces
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["AUDIT_KEY_ENV", "GENESIS", "AuditEntry", "AuditLog", "AuditReport", "canonical_json"]
+__all__ = ["AuditLog"]
 
-#: ``prev`` of the first entry.
-GENESIS = "0" * 64
-#: Environment variable read by :meth:`AuditLog.from_env` for the HMAC key.
-AUDIT_KEY_ENV = "IMAGELAKE_AUDIT_KEY"
-
-_FIELDS = frozenset({"seq", "time", "user", "action", "objects", "details", "prev", "hash"})
 _BLOCK = 4096
-
-
-def canonical_json(value: Any) -> str:
-    """The canonical JSON text that audit hashes are computed over.
-
-    Keys sorted, no spaces, non-ASCII kept as UTF-8, NaN and infinities refused.
-
-    Raises
-    ------
-    TypeError
-        ``value`` holds something that is not a JSON value.
-    ValueError
-        ``value`` holds a NaN or an infinity.
-    """
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    )
-
-
-def _utc_iso(when: dt.datetime) -> str:
-    return when.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """One line of the audit log.
-
-    Attributes
-    ----------
-    seq
-        Position in the log, from 1, equal to the line number.
-    time
-        When the entry was recorded (timezone-aware, UTC).
-    user
-        Who acted.
-    action
-        What was done, a short verb-like name (``"ingest"``, ``"anonymize"``...).
-    objects
-        What it was done to (series UIDs, store paths, lake URLs...).
-    details
-        Free-form JSON parameters of the action.
-    prev
-        Hash of the previous entry (:data:`GENESIS` for the first).
-    hash
-        The entry's own seal (sha256, or HMAC-SHA256 under the log's key).
-    """
-
-    seq: int
-    time: dt.datetime
-    user: str
-    action: str
-    objects: tuple[str, ...]
-    details: Mapping[str, Any] = field(default_factory=dict)
-    prev: str = GENESIS
-    hash: str = ""
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> AuditEntry:
-        """Entry from a parsed log line (raises ``KeyError``/``TypeError``/``ValueError``)."""
-        return cls(
-            seq=int(data["seq"]),
-            time=dt.datetime.fromisoformat(data["time"]),
-            user=data["user"],
-            action=data["action"],
-            objects=tuple(data["objects"]),
-            details=dict(data["details"]),
-            prev=data["prev"],
-            hash=data["hash"],
-        )
-
-
-@dataclass(frozen=True)
-class AuditReport:
-    """Outcome of :meth:`AuditLog.verify`.
-
-    Attributes
-    ----------
-    path
-        The log verified (relative to the lake).
-    entries
-        Entries checked (up to the first problem).
-    head
-        Hash of the last good entry (:data:`GENESIS` for an empty log).
-    anchored_seq
-        The seq recorded in ``audit/HEAD`` (``None`` when there is no anchor).
-    ok
-        Whether the whole chain verified.
-    line
-        Line number of the first problem, if any and if it has one.
-    problem
-        What is wrong, if anything.
-    """
-
-    path: str
-    entries: int
-    head: str
-    anchored_seq: int | None
-    ok: bool = True
-    line: int | None = None
-    problem: str | None = None
 
 
 class _Broken(Exception):
@@ -218,8 +121,8 @@ class AuditLog:
         """``(seq, prev, hash)`` of a parsed line; raises ``ValueError`` saying what is wrong."""
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
-        if set(data) != _FIELDS:
-            missing, extra = sorted(_FIELDS - set(data)), sorted(set(data) - _FIELDS)
+        if set(data) != ENTRY_FIELDS:
+            missing, extra = sorted(ENTRY_FIELDS - set(data)), sorted(set(data) - ENTRY_FIELDS)
             raise ValueError(f"fields differ from an entry's (missing {missing}, extra {extra})")
         seq, prev, sealed = data["seq"], data["prev"], data["hash"]
         if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
@@ -353,7 +256,7 @@ class AuditLog:
             raise AuditChainError(f"{self.rel} ends with an incomplete line; repair it by hand")
         start = size - len(fragment)
         record = {"offset": start, "fragment": fragment.decode("utf-8", "backslashreplace")}
-        record["moved_at"] = _utc_iso(dt.datetime.now(dt.UTC))
+        record["moved_at"] = utc_iso(dt.datetime.now(dt.UTC))
         self.lakefs.append_line(self.rel + ".torn", canonical_json(record))
         with open(self.lakefs.path(self.rel), "r+b") as fh:
             fh.truncate(start)
@@ -425,7 +328,7 @@ class AuditLog:
             head = self._current_head()
             body = {
                 "seq": head.seq + 1,
-                "time": _utc_iso(dt.datetime.now(dt.UTC)),
+                "time": utc_iso(dt.datetime.now(dt.UTC)),
                 "user": user,
                 "action": action,
                 "objects": objs,

@@ -99,6 +99,8 @@ def decode_pixels(data: bytes | Dataset) -> DecodedPixels:
             f"decoded pixel array has shape {arr.shape}, expected {n_frames} frame(s) of "
             f"{ds.get('Rows')}x{ds.get('Columns')}x{spp}"
         )
+    if pi == "YBR_FULL_422":
+        pi = "YBR_FULL"  # decoded arrays are never subsampled
     return DecodedPixels(np.ascontiguousarray(arr), pi)
 
 
