@@ -226,7 +226,8 @@ instance = Table(
     Column("source_size", BigInteger),
     Column("transfer_syntax_uid", UID),
     Column("n_frames", Integer, nullable=False, default=1),
-    Column("first_frame", Integer),
+    Column("stack_index", Integer),  # position in the stack store's headers
+    Column("first_frame", Integer),  # first frame of this instance in the stack
     Column("acquisition_datetime", String(32)),
     Column("tags", JSON, nullable=False),
     Column("ingested_at", TS, nullable=False),

@@ -11,10 +11,11 @@ from imagelake.dicom._inspect import (
     header_bytes,
     inspect_bytes,
     inspect_source,
+    read_dataset,
     read_header_bytes,
 )
 from imagelake.dicom._pixels import DecodedPixels, decode_pixels, regenerate, to_bytes
-from imagelake.dicom._source import Source
+from imagelake.dicom._source import Source, StoredInstance
 from imagelake.dicom._stack import StackPlan, plan_stacks, slice_normal
 
 __all__ = [
@@ -23,12 +24,14 @@ __all__ = [
     "InstanceInfo",
     "Source",
     "StackPlan",
+    "StoredInstance",
     "decode_pixels",
     "flatten_tags",
     "header_bytes",
     "inspect_bytes",
     "inspect_source",
     "plan_stacks",
+    "read_dataset",
     "read_header_bytes",
     "regenerate",
     "slice_normal",

@@ -22,7 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
-from imagelake.dicom._source import Source
+from imagelake.dicom._source import Source, StoredInstance
 from imagelake.errors import InvalidInputError, NotDicomError, PixelDataError
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "header_bytes",
     "inspect_bytes",
     "inspect_source",
+    "read_dataset",
     "read_header_bytes",
 ]
 
@@ -143,6 +144,16 @@ def header_bytes(ds: Dataset) -> bytes:
     raise InvalidInputError(f"pydicom cannot re-encode this header: {last}")
 
 
+def read_dataset(data: bytes) -> Dataset:
+    """Parse a whole instance; files without the Part 10 preamble are read as raw datasets."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return pydicom.dcmread(io.BytesIO(data))
+        except InvalidDicomError:
+            return pydicom.dcmread(io.BytesIO(data), force=True)
+
+
 def read_header_bytes(data: bytes) -> Dataset:
     """Parse bytes made by :func:`header_bytes` back into a dataset."""
     with warnings.catch_warnings():
@@ -162,7 +173,7 @@ def _floats(value: Any, n: int) -> tuple[float, ...] | None:
 class InstanceInfo:
     """What ingest needs to know about one instance before touching its pixels."""
 
-    source: Source
+    source: Source | StoredInstance
     sha256: str
     size: int
     sop_instance_uid: str
@@ -319,8 +330,17 @@ def _check_pixels(ds: Dataset, rows: int, cols: int, spp: int, bits: int, frames
         )
 
 
-def inspect_bytes(data: bytes, source: Source) -> InstanceInfo:
+def inspect_bytes(
+    data: bytes,
+    source: Source | StoredInstance,
+    *,
+    sha256: str | None = None,
+    check_pixels: bool = True,
+) -> InstanceInfo:
     """Inspect one instance given its bytes.
+
+    ``check_pixels=False`` inspects a stored header (pixel data kept apart), trusting
+    ``sha256`` as the checksum of the original file.
 
     Raises
     ------
@@ -333,7 +353,7 @@ def inspect_bytes(data: bytes, source: Source) -> InstanceInfo:
     """
     if not data:
         raise NotDicomError("empty file (0 bytes)")
-    sha = hashlib.sha256(data).hexdigest()
+    sha = sha256 or hashlib.sha256(data).hexdigest()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -355,10 +375,17 @@ def inspect_bytes(data: bytes, source: Source) -> InstanceInfo:
                 pass
         except Exception as exc:
             raise InvalidInputError(f"truncated or corrupt DICOM file: {exc}") from exc
-    return _info_from_dataset(ds, source, sha, len(data))
+    return _info_from_dataset(ds, source, sha, len(data), check_pixels=check_pixels)
 
 
-def _info_from_dataset(ds: Dataset, source: Source, sha: str, size: int) -> InstanceInfo:
+def _info_from_dataset(
+    ds: Dataset,
+    source: Source | StoredInstance,
+    sha: str,
+    size: int,
+    *,
+    check_pixels: bool = True,
+) -> InstanceInfo:
     meta = getattr(ds, "file_meta", Dataset())
     sop_class = str(ds.get("SOPClassUID", meta.get("MediaStorageSOPClassUID", "")))
     if sop_class == MEDIA_STORAGE_DIRECTORY or "DirectoryRecordSequence" in ds:
@@ -380,7 +407,8 @@ def _info_from_dataset(ds: Dataset, source: Source, sha: str, size: int) -> Inst
         bits = 32
     if bits == 0 and "DoubleFloatPixelData" in ds:
         bits = 64
-    _check_pixels(ds, rows, cols, spp, bits, frames)
+    if check_pixels:
+        _check_pixels(ds, rows, cols, spp, bits, frames)
     tsyntax = str(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
 
     orientation = _floats(ds.get("ImageOrientationPatient"), 6)

@@ -13,13 +13,14 @@ import io
 import warnings
 from dataclasses import dataclass
 from typing import Any
+
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.pixels import get_decoder, pack_bits
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from imagelake.dicom._inspect import PIXEL_TAGS, read_header_bytes
+from imagelake.dicom._inspect import PIXEL_TAGS, read_dataset, read_header_bytes
 from imagelake.errors import PixelDataError
 
 __all__ = ["DecodedPixels", "decode_pixels", "regenerate", "to_bytes"]
@@ -35,12 +36,6 @@ class DecodedPixels:
     @property
     def n_frames(self) -> int:
         return int(self.array.shape[0])
-
-
-def _read(data: bytes) -> Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pydicom.dcmread(io.BytesIO(data))
 
 
 def _decode(decoder: Any, ds: Dataset) -> tuple[np.ndarray, str]:
@@ -59,7 +54,7 @@ def _decode(decoder: Any, ds: Dataset) -> tuple[np.ndarray, str]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             arr = ds.pixel_array
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is bad pixel data
+    except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
         raise PixelDataError(f"pixel data cannot be decoded: {first}") from exc
     return arr, ("RGB" if pi.startswith("YBR") else pi)
@@ -73,7 +68,7 @@ def decode_pixels(data: bytes | Dataset) -> DecodedPixels:
     PixelDataError
         No decoder is available for the transfer syntax, or the data is corrupt.
     """
-    ds = _read(data) if isinstance(data, bytes) else data
+    ds = read_dataset(data) if isinstance(data, bytes) else data
     n_frames = int(ds.get("NumberOfFrames") or 1)
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         arr = ds.pixel_array  # float data is never compressed

@@ -6,7 +6,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 
-__all__ = ["Source"]
+__all__ = ["Source", "StoredInstance"]
 
 
 @dataclass(frozen=True)
@@ -45,3 +45,23 @@ class Source:
             return os.path.getsize(self.path)
         with zipfile.ZipFile(self.path) as zf:
             return zf.getinfo(self.member).file_size
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    """An instance already in the lake: entry ``index`` of a stack store's headers.
+
+    Used when a series gains instances and its stacks are rebuilt from what the lake
+    holds plus the new files (the original files may be long gone).
+    """
+
+    store_path: str
+    index: int
+
+    @property
+    def locator(self) -> str:
+        return f"{self.store_path}#{self.index}"
+
+    @property
+    def name(self) -> str:
+        return self.locator

@@ -133,7 +133,9 @@ def _split_repeats(group: list[InstanceInfo]) -> list[tuple[list[InstanceInfo], 
         parts: dict[Any, list[InstanceInfo]] = defaultdict(list)
         for info in group:
             parts[key(info)].append(info)
-        if len(parts) > 1 and all(_distinct([_z(i, i.position) for i in p]) for p in parts.values()):
+        if len(parts) > 1 and all(
+            _distinct([_z(i, i.position) for i in p]) for p in parts.values()
+        ):
             return [
                 (parts[k], f"{label} {k}")
                 for k in sorted(parts, key=lambda v: (v is None, v if v is not None else 0))

@@ -1,0 +1,510 @@
+"""The DICOM ingest pipeline (ARCHITECTURE.md §5 "ingest").
+
+discover → inspect headers (parallel) → quarantine bad inputs → drop what the lake
+already holds (SOPInstanceUID + sha256) → group into series and stacks (with the
+instances a series already has) → write stores under temporary names (parallel over
+stacks) → one registry transaction per series → remove stores no longer referenced.
+
+Crash safety: a store becomes visible only by a rename once complete, and is referenced
+only by a committed transaction; anything a crash leaves behind (``.tmp/``, a published
+but unreferenced store) is swept by :func:`sweep_orphans` at the start of the next run,
+which then redoes exactly the series that were not committed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from imagelake import model
+from imagelake._fs import LakeFS
+from imagelake.db import Database, utcnow
+from imagelake.dicom import (
+    InstanceInfo,
+    Source,
+    StackPlan,
+    StoredInstance,
+    inspect_bytes,
+    inspect_source,
+    plan_stacks,
+)
+from imagelake.errors import ImagelakeError, InvalidInputError
+from imagelake.ingest._discover import discover
+from imagelake.ingest._quarantine import QuarantineEntry, quarantine
+from imagelake.ingest._register import register_series
+from imagelake.knowledge import ScannerIndex, record_sighting
+from imagelake.store import StackReader, StackResult, StoreSettings, build_stack, stack_store_path
+
+__all__ = ["IngestReport", "Progress", "ingest_paths", "sweep_orphans"]
+
+#: progress callback: (stage, done, total)
+Progress = Callable[[str, int, int], None]
+
+_INSPECT_BATCH = 32
+_MAX_REPLANS = 3
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did. ``str(report)`` is a short human summary."""
+
+    job_id: int | None = None
+    files_seen: int = 0
+    instances_new: int = 0
+    instances_skipped: int = 0
+    already_quarantined: int = 0
+    series_new: int = 0
+    series_updated: int = 0
+    stacks_written: int = 0
+    bytes_in: int = 0
+    bytes_stored: int = 0
+    quarantined: list[QuarantineEntry] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        ratio = self.bytes_in / self.bytes_stored if self.bytes_stored else 0.0
+        lines = [
+            f"{self.files_seen} files: {self.instances_new} new instances, "
+            f"{self.instances_skipped} already in the lake, {len(self.quarantined)} quarantined"
+            + (
+                f" ({self.already_quarantined} quarantined before)"
+                if self.already_quarantined
+                else ""
+            ),
+            f"{self.series_new} new series, {self.series_updated} updated, "
+            f"{self.stacks_written} stacks written "
+            f"({self.bytes_in / 1e6:.1f} MB in, {self.bytes_stored / 1e6:.1f} MB stored, "
+            f"{ratio:.2f}:1) in {self.seconds:.1f} s",
+        ]
+        for q in self.quarantined[:20]:
+            lines.append(f"  quarantined {q.source}: {q.reason}")
+        if len(self.quarantined) > 20:
+            lines.append(f"  ... and {len(self.quarantined) - 20} more (imagelake quarantine)")
+        for alert in self.alerts:
+            lines.append(f"  alert: {alert}")
+        return "\n".join(lines)
+
+
+@dataclass
+class _Rejected:
+    source: Source
+    error: str
+    reason: str
+
+
+def _inspect_batch(sources: Sequence[Source]) -> list[InstanceInfo | _Rejected]:
+    out: list[InstanceInfo | _Rejected] = []
+    for source in sources:
+        try:
+            out.append(inspect_source(source))
+        except ImagelakeError as exc:
+            out.append(_Rejected(source, type(exc).__name__, str(exc)))
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure is still a bad input
+            out.append(_Rejected(source, type(exc).__name__, f"unexpected error: {exc}"))
+    return out
+
+
+def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _executor(workers: int) -> Executor | None:
+    if workers <= 1:
+        return None
+    # spawn, not fork: zarr and fsspec run event-loop threads a fork would copy mid-flight
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+def sweep_orphans(lakefs: LakeFS, db: Database) -> list[str]:
+    """Remove what an interrupted run left: temporary trees and unreferenced stores.
+
+    Must run under the lake's writer lock (no other ingest may be publishing).
+    """
+    removed = []
+    for name in lakefs.ls(".tmp"):
+        lakefs.rm_tree(f".tmp/{name}")
+        removed.append(f".tmp/{name}")
+    with db.connect() as conn:
+        referenced = {r[0] for r in conn.execute(sa.select(model.stack.c.store_path))}
+    for series_dir in lakefs.ls("stores/dicom"):
+        for store in lakefs.ls(f"stores/dicom/{series_dir}"):
+            rel = f"stores/dicom/{series_dir}/{store}"
+            if rel not in referenced:
+                lakefs.rm_tree(rel)
+                removed.append(rel)
+        if not lakefs.ls(f"stores/dicom/{series_dir}"):
+            lakefs.rm_tree(f"stores/dicom/{series_dir}")
+    return removed
+
+
+class _Ingest:
+    def __init__(
+        self,
+        lakefs: LakeFS,
+        db: Database,
+        *,
+        settings: StoreSettings,
+        workers: int,
+        user: str,
+        progress: Progress | None,
+    ) -> None:
+        self.lakefs = lakefs
+        self.db = db
+        self.settings = settings
+        self.workers = workers
+        self.user = user
+        self.progress = progress or (lambda stage, done, total: None)
+        self.report = IngestReport()
+        self.pool: Executor | None = None
+
+    # -- stages ---------------------------------------------------------------------
+    def _map(
+        self, fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], stage: str
+    ) -> list[Any]:
+        self.progress(stage, 0, len(jobs))
+        results: list[Any] = []
+        if self.pool is None or len(jobs) <= 1:
+            for k, args in enumerate(jobs):
+                results.append(fn(*args))
+                self.progress(stage, k + 1, len(jobs))
+            return results
+        futures = [self.pool.submit(fn, *args) for args in jobs]
+        for k, fut in enumerate(futures):
+            results.append(fut.result())
+            self.progress(stage, k + 1, len(jobs))
+        return results
+
+    def inspect(self, sources: Sequence[Source]) -> list[InstanceInfo]:
+        jobs = [(batch,) for batch in _batches(sources, _INSPECT_BATCH)]
+        infos: list[InstanceInfo] = []
+        for batch in self._map(_inspect_batch, jobs, "reading headers"):
+            for item in batch:
+                if isinstance(item, _Rejected):
+                    self.reject(item.source, item.error, item.reason)
+                else:
+                    infos.append(item)
+        return infos
+
+    def reject(self, source: Source | StoredInstance, error: str, reason: str) -> None:
+        if not isinstance(source, Source):
+            raise ImagelakeError(f"an instance already in the lake failed: {reason}")
+        try:
+            data = source.read_bytes()
+        except OSError:
+            data = b""
+        with self.db.begin() as conn:
+            entry = quarantine(
+                self.lakefs,
+                conn,
+                data=data,
+                source=source.locator,
+                name=source.name,
+                error=error,
+                reason=reason,
+                job_id=self.report.job_id,
+            )
+        self.report.quarantined.append(entry)
+
+    def select_new(self, infos: list[InstanceInfo]) -> list[InstanceInfo]:
+        """Drop instances the lake (or this batch) already holds; quarantine conflicts."""
+        by_uid: dict[str, InstanceInfo] = {}
+        for info in infos:
+            seen = by_uid.get(info.sop_instance_uid)
+            if seen is None:
+                by_uid[info.sop_instance_uid] = info
+            elif seen.sha256 == info.sha256:
+                self.report.instances_skipped += 1
+            else:
+                self.reject(
+                    info.source,  # type: ignore[arg-type]
+                    "DuplicateInstanceError",
+                    f"SOPInstanceUID {info.sop_instance_uid} appears twice in this batch with "
+                    "different content",
+                )
+        existing: dict[str, str] = {}
+        uids = list(by_uid)
+        with self.db.connect() as conn:
+            held = {r[0] for r in conn.execute(sa.select(model.quarantine.c.sha256))}
+            for uid in [u for u, i in by_uid.items() if i.sha256 in held]:
+                del by_uid[uid]  # quarantined by an earlier run: already kept, with its reason
+                self.report.already_quarantined += 1
+            uids = list(by_uid)
+            for chunk in _batches(uids, 500):
+                rows = conn.execute(
+                    sa.select(
+                        model.instance.c.sop_instance_uid, model.instance.c.source_sha256
+                    ).where(model.instance.c.sop_instance_uid.in_(list(chunk)))
+                )
+                existing.update({r[0]: r[1] for r in rows})
+        new = []
+        for uid, info in by_uid.items():
+            if uid not in existing:
+                new.append(info)
+            elif existing[uid] == info.sha256:
+                self.report.instances_skipped += 1
+            else:
+                self.reject(
+                    info.source,  # type: ignore[arg-type]
+                    "DuplicateInstanceError",
+                    f"SOPInstanceUID {uid} is already in the lake with different content "
+                    "(sha256 differs); the stored instance is kept",
+                )
+        return new
+
+    def existing_instances(self, series_uid: str) -> list[InstanceInfo]:
+        """Instances a series already has, read back from its stores' headers."""
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    model.instance.c.stack_index,
+                    model.instance.c.source_sha256,
+                    model.instance.c.source_size,
+                    model.stack.c.store_path,
+                )
+                .join(model.stack, model.stack.c.id == model.instance.c.stack_id)
+                .join(model.series, model.series.c.id == model.instance.c.series_id)
+                .where(model.series.c.series_instance_uid == series_uid)
+            ).all()
+        out = []
+        readers: dict[str, StackReader] = {}
+        for row in rows:
+            reader = readers.setdefault(row.store_path, StackReader(self.lakefs, row.store_path))
+            header = reader.header(row.stack_index)
+            info = inspect_bytes(
+                header,
+                StoredInstance(row.store_path, row.stack_index),
+                sha256=row.source_sha256,
+                check_pixels=False,
+            )
+            info.size = int(row.source_size or 0)
+            out.append(info)
+        return out
+
+    def build(self, plans_by_series: dict[str, list[StackPlan]]) -> dict[str, list[StackResult]]:
+        """Write every stack that changed; reuse the stores of unchanged stacks."""
+        cols = model.stack.c
+        with self.db.connect() as conn:
+            known = {
+                r.store_path: r
+                for r in conn.execute(
+                    sa.select(
+                        cols.store_path,
+                        cols.manifest_sha256,
+                        cols.stored_bytes,
+                        cols.source_bytes,
+                        cols.shape,
+                        cols.dtype,
+                        cols.frame_dim,
+                    )
+                )
+            }
+        jobs: list[tuple[Any, ...]] = []
+        results: dict[str, list[StackResult | None]] = {}
+        slots: list[tuple[str, int]] = []
+        for uid, plans in plans_by_series.items():
+            results[uid] = [None] * len(plans)
+            for k, plan in enumerate(plans):
+                path = stack_store_path(plan)
+                row = known.get(path)
+                if row is not None:  # unchanged stack: keep its store
+                    results[uid][k] = StackResult(
+                        uid,
+                        plan.number,
+                        plan.content_hash,
+                        store_path=path,
+                        manifest_sha256=row.manifest_sha256,
+                        source_bytes=row.source_bytes,
+                        shape=tuple(row.shape),
+                        dtype=row.dtype,
+                        frame_dim=row.frame_dim,
+                    )
+                    continue
+                jobs.append((self.lakefs.url(), self.lakefs.storage_options, plan, self.settings))
+                slots.append((uid, k))
+        for (uid, k), res in zip(
+            slots, self._map(build_stack, jobs, "writing stacks"), strict=True
+        ):
+            results[uid][k] = res
+        return {uid: [r for r in rs if r is not None] for uid, rs in results.items()}
+
+    def commit(
+        self,
+        uid: str,
+        plans: list[StackPlan],
+        results: list[StackResult],
+        new: set[str],
+        index: ScannerIndex,
+    ) -> None:
+        with self.db.begin() as conn:
+            existed = conn.execute(
+                sa.select(model.series.c.id).where(model.series.c.series_instance_uid == uid)
+            ).first()
+            _, stale = register_series(conn, plans=plans, results=results, new_uids=new)
+            info = plans[0].first
+            tags = info.tags
+            check = index.check(
+                tags.get("Manufacturer"),
+                tags.get("ManufacturerModelName"),
+                tags.get("SoftwareVersions"),
+            )
+            n_new = sum(1 for p in plans for i in p.instances if i.sop_instance_uid in new)
+            alert = record_sighting(
+                conn,
+                check,
+                count=max(1, n_new),
+                modality=tags.get("Modality"),
+                context={"series_instance_uid": uid},
+            )
+            if alert is not None and alert.created:
+                self.report.alerts.append(f"{check.status}: {check.manufacturer} {check.model}")
+            _bump_generation(conn)
+        if existed:
+            self.report.series_updated += 1
+        else:
+            self.report.series_new += 1
+        self.report.stacks_written += sum(1 for r in results if r.stored_bytes)
+        self.report.bytes_stored += sum(r.stored_bytes for r in results)
+        for path in stale:
+            self.lakefs.rm_tree(path)
+
+    # -- the whole run ------------------------------------------------------------------
+    def run(self, paths: Iterable[str | os.PathLike[str]]) -> IngestReport:
+        started = time.perf_counter()
+        self.report.job_id = _start_job(self.db, self.user, [os.fspath(p) for p in paths])
+        status = "failed"
+        try:
+            sweep_orphans(self.lakefs, self.db)
+            sources = list(discover(paths))
+            self.report.files_seen = len(sources)
+            if self.workers > 1 and len(sources) > _INSPECT_BATCH:
+                self.pool = _executor(self.workers)
+            infos = self.select_new(self.inspect(sources))
+            self.report.instances_new = len(infos)
+            self.report.bytes_in = sum(i.size for i in infos)
+            by_series: dict[str, list[InstanceInfo]] = defaultdict(list)
+            for info in infos:
+                by_series[info.series_instance_uid].append(info)
+            if self.pool is None and self.workers > 1 and len(by_series) + len(infos) > 2:
+                self.pool = _executor(self.workers)
+            index = ScannerIndex.from_db(self.db)
+            self._ingest_series(by_series, index)
+            status = "done"
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+            self.report.seconds = time.perf_counter() - started
+            _finish_job(self.db, self.report, status)
+        return self.report
+
+    def _ingest_series(self, by_series: dict[str, list[InstanceInfo]], index: ScannerIndex) -> None:
+        pending = dict(by_series)
+        for _attempt in range(_MAX_REPLANS):
+            if not pending:
+                return
+            plans = {
+                uid: plan_stacks(self.existing_instances(uid) + new) for uid, new in pending.items()
+            }
+            results = self.build(plans)
+            retry: dict[str, list[InstanceInfo]] = {}
+            for uid, new in pending.items():
+                failed = {f[0]: f for r in results[uid] for f in r.failures}
+                if failed:
+                    for info in new:
+                        if info.sop_instance_uid in failed:
+                            _, error, reason = failed[info.sop_instance_uid]
+                            self.reject(info.source, error, reason)
+                            self.report.instances_new -= 1
+                            self.report.bytes_in -= info.size
+                    kept = [i for i in new if i.sop_instance_uid not in failed]
+                    if kept:
+                        retry[uid] = kept
+                    continue
+                new_uids = {i.sop_instance_uid for i in new}
+                self.commit(uid, plans[uid], results[uid], new_uids, index)
+            pending = retry
+        if pending:
+            raise InvalidInputError(
+                f"{len(pending)} series still failing after {_MAX_REPLANS} tries"
+            )
+
+
+def _bump_generation(conn: sa.engine.Connection) -> None:
+    table = model.schema_info
+    row = conn.execute(sa.select(table.c.value).where(table.c.key == "generation")).first()
+    if row is None:
+        conn.execute(sa.insert(table).values(key="generation", value="1"))
+    else:
+        conn.execute(
+            sa.update(table).where(table.c.key == "generation").values(value=str(int(row[0]) + 1))
+        )
+
+
+def _start_job(db: Database, user: str, paths: list[str]) -> int:
+    with db.begin() as conn:
+        res = conn.execute(
+            sa.insert(model.job).values(
+                kind="ingest",
+                status="running",
+                user=user,
+                params={"paths": paths},
+                summary={},
+                started_at=utcnow(),
+            )
+        )
+        return int(res.inserted_primary_key[0])  # type: ignore[index]
+
+
+def _finish_job(db: Database, report: IngestReport, status: str) -> None:
+    summary = {
+        "files_seen": report.files_seen,
+        "instances_new": report.instances_new,
+        "instances_skipped": report.instances_skipped,
+        "series_new": report.series_new,
+        "series_updated": report.series_updated,
+        "stacks_written": report.stacks_written,
+        "quarantined": len(report.quarantined),
+        "bytes_in": report.bytes_in,
+        "bytes_stored": report.bytes_stored,
+        "seconds": round(report.seconds, 3),
+    }
+    with db.begin() as conn:
+        conn.execute(
+            sa.update(model.job)
+            .where(model.job.c.id == report.job_id)
+            .values(status=status, summary=summary, finished_at=utcnow())
+        )
+
+
+def ingest_paths(
+    lakefs: LakeFS,
+    db: Database,
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    settings: StoreSettings | None = None,
+    workers: int = 1,
+    user: str = "unknown",
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Ingest DICOM files, folders, zip files and DICOMDIRs into a lake.
+
+    The caller holds the lake's writer lock. See the module docstring for the flow.
+    """
+    job = _Ingest(
+        lakefs,
+        db,
+        settings=settings or StoreSettings(),
+        workers=workers,
+        user=user,
+        progress=progress,
+    )
+    return job.run(list(paths))
