@@ -27,8 +27,12 @@ def open_stack(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        # every store has consolidated metadata: one read, and no listing of the group
         return xr.open_zarr(
-            url, chunks={} if chunks is None else chunks, storage_options=storage_options
+            url,
+            chunks={} if chunks is None else chunks,
+            storage_options=storage_options,
+            consolidated=True,
         )
 
 

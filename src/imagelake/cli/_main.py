@@ -1,0 +1,296 @@
+"""Commands. Each is a few lines over a library call; no logic lives here."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from imagelake.config import get_settings
+from imagelake.errors import ImagelakeError
+
+console = Console(stderr=True)
+lake_option = click.option(
+    "--lake", "lake_url", default=None, help="Lake URL (default: IMAGELAKE_LAKE or ./lake)."
+)
+
+
+def _lake(url: str | None, create: bool = False) -> Any:
+    from imagelake.lake import open_lake
+
+    return open_lake(url or get_settings().lake, create=create)
+
+
+@contextmanager
+def _progress(enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar fed by the library's (stage, done, total) callbacks."""
+    if not enabled or (not console.is_terminal and not get_settings().progress):
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+def _show(df: pd.DataFrame, fmt: str) -> None:
+    if fmt == "csv":
+        click.echo(df.to_csv(index=False), nl=False)
+    elif fmt == "json":
+        click.echo(df.to_json(orient="records", date_format="iso", default_handler=str))
+    else:
+        with pd.option_context(
+            "display.width", 200, "display.max_columns", 20, "display.max_colwidth", 40
+        ):
+            click.echo(df.to_string(index=False) if not df.empty else "(none)")
+
+
+format_option = click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table"
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imagelake")
+def cli() -> None:
+    """imagelake: a medical-imaging research data lake."""
+
+
+@cli.command()
+@lake_option
+def init(lake_url: str | None) -> None:
+    """Create a lake (registry, index, catalog, audit log)."""
+    lake = _lake(lake_url, create=True)
+    click.echo(f"lake ready at {lake.url}")
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True))
+@lake_option
+@click.option("--workers", type=int, default=None, help="Worker processes (default: one per core).")
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+def ingest(
+    paths: tuple[str, ...], lake_url: str | None, workers: int | None, no_progress: bool
+) -> None:
+    """Ingest DICOM files, folders, zip files and DICOMDIRs."""
+    lake = _lake(lake_url, create=True)
+    with _progress(not no_progress) as progress:
+        report = lake.ingest(list(paths), workers=workers, progress=progress)
+    click.echo(str(report))
+
+
+@cli.command()
+@click.argument("conditions", nargs=-1)
+@lake_option
+@click.option("--level", type=click.Choice(["series", "instances"]), default="series")
+@click.option("--columns", default=None, help="Comma-separated columns to show.")
+@format_option
+def query(
+    conditions: tuple[str, ...], lake_url: str | None, level: str, columns: str | None, fmt: str
+) -> None:
+    """Series matching FIELD=VALUE conditions (e.g. Modality=CT SliceThickness=0.5:1.5)."""
+    from imagelake.index import parse_filters
+
+    lake = _lake(lake_url)
+    df = lake.query(parse_filters(list(conditions)), level=level)
+    if columns:
+        df = df[[c.strip() for c in columns.split(",")]]
+    elif fmt == "table" and level == "series":
+        keep = [
+            "series_instance_uid",
+            "modality",
+            "manufacturer",
+            "model",
+            "n_instances",
+            "slice_thickness",
+            "convolution_kernel",
+            "stores",
+        ]
+        df = df[[c for c in keep if c in df.columns]]
+    _show(df, fmt)
+
+
+@cli.command()
+@click.argument("conditions", nargs=-1)
+@lake_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--flat", is_flag=True, help="All files in one folder instead of study/series folders."
+)
+def export(conditions: tuple[str, ...], lake_url: str | None, out_dir: str, flat: bool) -> None:
+    """Regenerate DICOM files of the series matching FIELD=VALUE conditions."""
+    from imagelake.index import parse_filters
+
+    lake = _lake(lake_url)
+    report = lake.export(
+        out_dir, parse_filters(list(conditions)), layout="flat" if flat else "series"
+    )
+    click.echo(f"{report} to {out_dir}")
+
+
+@cli.command()
+@lake_option
+@click.option("--all", "show_all", is_flag=True, help="Include acknowledged alerts.")
+@format_option
+def alerts(lake_url: str | None, show_all: bool, fmt: str) -> None:
+    """Alerts: unknown scanner models or software versions, and more."""
+    df = _lake(lake_url).alerts(None if show_all else "open")
+    if fmt == "table" and not df.empty:
+        df = df[["kind", "message", "count", "first_seen", "last_seen", "status"]]
+    _show(df, fmt)
+
+
+@cli.command(name="quarantine")
+@lake_option
+@format_option
+def quarantine_cmd(lake_url: str | None, fmt: str) -> None:
+    """Inputs that could not be ingested, with their reasons."""
+    df = _lake(lake_url).quarantined()
+    if fmt == "table" and not df.empty:
+        df = df[["source", "error", "reason", "path"]]
+    _show(df, fmt)
+
+
+@cli.command()
+@lake_option
+def verify(lake_url: str | None) -> None:
+    """Check every stored object against its sha256 manifest (exit 1 on any problem)."""
+    problems = _lake(lake_url).verify()
+    for p in problems:
+        click.echo(str(p))
+    click.echo(f"{len(problems)} problem(s)" if problems else "all stores intact")
+    sys.exit(1 if problems else 0)
+
+
+@cli.group()
+def audit() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit.command(name="verify")
+@lake_option
+def audit_verify(lake_url: str | None) -> None:
+    """Check the audit log's hash chain (exit 1 if any line was edited, removed or moved)."""
+    report = _lake(lake_url).audit.verify(raise_error=False)
+    click.echo(str(report))
+    sys.exit(0 if report.ok else 1)
+
+
+@audit.command(name="show")
+@lake_option
+@click.option("--action", default=None)
+def audit_show(lake_url: str | None, action: str | None) -> None:
+    """Print audit entries."""
+    for entry in _lake(lake_url).audit.entries(action=action):
+        click.echo(
+            f"{entry.seq:>6} {entry.time} {entry.user:<12} {entry.action:<16} {', '.join(entry.objects)[:80]}"
+        )
+
+
+@cli.group()
+def scanners() -> None:
+    """The knowledge base of known scanners."""
+
+
+@scanners.command(name="list")
+@lake_option
+def scanners_list(lake_url: str | None) -> None:
+    """Known scanners and software versions."""
+    from imagelake.knowledge import list_scanners
+
+    for entry in list_scanners(_lake(lake_url).db):
+        versions = ", ".join(v.version for v in entry.software_versions) or "(any version)"
+        click.echo(f"{entry.manufacturer} | {entry.model} | {entry.modality or ''} | {versions}")
+
+
+@scanners.command(name="add")
+@lake_option
+@click.option("--manufacturer", required=True)
+@click.option("--model", "model_name", required=True)
+@click.option("--modality", default=None)
+@click.option("--software-version", "versions", multiple=True)
+def scanners_add(
+    lake_url: str | None,
+    manufacturer: str,
+    model_name: str,
+    modality: str | None,
+    versions: tuple[str, ...],
+) -> None:
+    """Add a scanner (or software versions of a known one) to the knowledge base."""
+    from imagelake.knowledge import add_scanner
+
+    add_scanner(
+        _lake(lake_url).db, manufacturer, model_name, modality=modality, software_versions=versions
+    )
+    click.echo(f"known: {manufacturer} {model_name} {', '.join(versions)}")
+
+
+@scanners.command(name="sync")
+@lake_option
+def scanners_sync(lake_url: str | None) -> None:
+    """Reload the knowledge base file (catalog/scanners.yaml) into the lake."""
+    from imagelake.knowledge import sync
+
+    click.echo(str(sync(_lake(lake_url).db)))
+
+
+@scanners.command(name="export")
+@lake_option
+def scanners_export(lake_url: str | None) -> None:
+    """Print the lake's knowledge base as YAML."""
+    from imagelake.knowledge import to_yaml
+
+    click.echo(to_yaml(_lake(lake_url).db), nl=False)
+
+
+@cli.command()
+@lake_option
+@click.option("--data", "data_dir", default="./demo-data", show_default=True)
+@click.option("--size", type=click.Choice(["full", "small"]), default="full", show_default=True)
+@click.option("--no-compute", is_flag=True, help="Skip the Dask computation.")
+def demo(lake_url: str | None, data_dir: str, size: str, no_compute: bool) -> None:
+    """Build the demo lake from synthetic + real data, show it, and compute over it."""
+    from imagelake.demo import run_demo
+
+    with _progress() as progress:
+        run_demo(
+            lake_url or "./lake",
+            data_dir=data_dir,
+            size=size,
+            compute=not no_compute,
+            echo=click.echo,
+            progress=progress,
+        )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point: errors of ours are one clear line, not a traceback."""
+    try:
+        cli.main(args=args, prog_name="imagelake", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except ImagelakeError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        sys.exit(2)
