@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from imagelake._version import __version__
 from imagelake.errors import ImagelakeError
 
-__version__ = "0.1.0"
 __all__ = ["ImagelakeError", "Lake", "__version__", "open_lake"]
 
 if TYPE_CHECKING:

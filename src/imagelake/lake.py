@@ -19,7 +19,7 @@ import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
 
-import imagelake
+from imagelake._version import __version__
 from imagelake import model
 from imagelake._fs import LakeFS
 from imagelake.audit import AuditLog, AuditReport
@@ -91,7 +91,7 @@ class Lake:
             self.fs.makedirs("")
             url = f"sqlite:///{self.fs.path('registry.sqlite')}"
         self.db = Database(url)
-        self.audit = AuditLog(self.fs)
+        self.audit = AuditLog.from_env(self.fs)
         if not exists:
             self._initialise()
 
@@ -108,7 +108,7 @@ class Lake:
         sync_knowledge(self.db)
         self.fs.write_atomic(
             LAKE_MARKER,
-            json.dumps({"imagelake": imagelake.__version__, "layout_version": 1}, indent=1),
+            json.dumps({"imagelake": __version__, "layout_version": 1}, indent=1),
         )
         self.audit.record("lake.create", user=self.settings.user, objects=[self.fs.url()])
         self.refresh()

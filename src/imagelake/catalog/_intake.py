@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from imagelake import __version__
+from imagelake._version import __version__
 from imagelake._fs import LakeFS
 from imagelake.catalog._entries import (
     CatalogError,
@@ -90,8 +90,10 @@ _HEADER_ABSOLUTE = "# Paths are absolute: re-write the catalog after moving the 
 def _reserved_keys() -> frozenset[str]:
     from intake.readers.entry import Catalog
 
-    public = {name for name in dir(Catalog) if not name.startswith("_")}
-    return frozenset(public | {STACK_TEMPLATE_KEY, *_RUNTIME_PARAMETERS})
+    # An instance, not the class: entries, data, aliases ... are set in __init__.
+    public = {name for name in dir(Catalog()) if not name.startswith("_")}
+    # Catalog.get_entity("cat"/"catalog") returns the catalog itself.
+    return frozenset(public | {"cat", "catalog", STACK_TEMPLATE_KEY, *_RUNTIME_PARAMETERS})
 
 
 def _absolute(lake_url: str) -> str:
@@ -318,7 +320,8 @@ def to_yaml(catalog: Catalog) -> str:
         "aliases": whole["aliases"],
     }
     body = yaml.dump(
-        document, Dumper=_Dumper, sort_keys=False, default_flow_style=False, allow_unicode=True
+        # Flow style for leaf collections only: `shape: [120, 512, 512]` stays on one line.
+        document, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True
     )
     relative = catalog.metadata.get("paths", "relative") == "relative"
     return _HEADER + (_HEADER_RELATIVE if relative else _HEADER_ABSOLUTE) + body

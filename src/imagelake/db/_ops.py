@@ -120,7 +120,7 @@ def upsert_alert(
             )
         )
         return AlertUpsert(int(res.inserted_primary_key[0]), True, increment)  # type: ignore[index]
-    count = int(row.count) + increment
+    count = int(row._mapping["count"]) + increment  # not row.count: that is tuple.count
     conn.execute(
         sa.update(model.alert).where(model.alert.c.id == row.id).values(count=count, last_seen=now)
     )

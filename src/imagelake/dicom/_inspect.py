@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
 from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
@@ -123,7 +123,7 @@ def header_bytes(ds: Dataset) -> bytes:
     """
     header = Dataset()
     header.update({e.tag: e for e in ds if e.tag not in PIXEL_TAGS})
-    header.file_meta = getattr(ds, "file_meta", Dataset())
+    header.file_meta = getattr(ds, "file_meta", FileMetaDataset())
     header.preamble = getattr(ds, "preamble", None)
     attempts: list[dict[str, Any]] = [{}, {"implicit_vr": True, "little_endian": True}]
     attempts.append({"implicit_vr": False, "little_endian": True})

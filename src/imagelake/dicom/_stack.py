@@ -119,8 +119,8 @@ def _order_single_frames(group: list[InstanceInfo]) -> tuple[list[InstanceInfo],
         order = np.argsort(z, kind="stable")
         return [group[k] for k in order], "slice", [z[k] for k in order]
     # no usable positions, or repeated ones: keep acquisition order
-    order = sorted(range(len(group)), key=lambda k: (group[k].instance_number or 0, z[k]))
-    return [group[k] for k in order], "frame", [z[k] for k in order]
+    by_number = sorted(range(len(group)), key=lambda k: (group[k].instance_number or 0, z[k]))
+    return [group[k] for k in by_number], "frame", [z[k] for k in by_number]
 
 
 def _split_repeats(group: list[InstanceInfo]) -> list[tuple[list[InstanceInfo], str | None]]:

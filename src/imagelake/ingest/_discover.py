@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pydicom
+from pydicom.fileset import FileSet
 
 from imagelake.dicom import Source
 from imagelake.errors import InvalidInputError
@@ -21,7 +22,7 @@ _SKIP_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db"}
 def _from_dicomdir(path: Path) -> Iterator[Source]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fileset = pydicom.fileset.FileSet(pydicom.dcmread(path))
+        fileset = FileSet(pydicom.dcmread(path))
     for instance in fileset:
         yield Source(os.fspath(instance.path))
 

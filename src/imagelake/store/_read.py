@@ -72,7 +72,8 @@ class StackReader:
 
     def _instance_of_frame(self) -> np.ndarray:
         if self._instance is None:
-            self._instance = np.asarray(self.group["instance"][:])
+            frames_instance: Any = self.group["instance"]
+            self._instance = np.asarray(frames_instance[:])
         return self._instance
 
     def instance_frames(self, index: int) -> np.ndarray:
@@ -82,7 +83,7 @@ class StackReader:
         where = np.flatnonzero(self._instance_of_frame() == index)
         if where.size == 0:
             raise StoreError(f"{self.store_path}: no frames for instance {index}")
-        image = self.group["image"]
+        image: Any = self.group["image"]
         if where.size == 1:
             return np.asarray(image[int(where[0]) : int(where[0]) + 1])
         if np.all(np.diff(where) == 1):

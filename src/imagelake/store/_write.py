@@ -24,7 +24,7 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 from zarr.core.dtype import VariableLengthBytes, VariableLengthUTF8
 
-import imagelake
+from imagelake._version import __version__
 from imagelake._fs import LakeFS
 from imagelake.dicom import (
     DecodedPixels,
@@ -234,7 +234,7 @@ def _group_attrs(plan: StackPlan, tags: dict[str, Any], photometric: str) -> dic
     return {
         "layout_version": LAYOUT_VERSION,
         "kind": "dicom-stack",
-        "imagelake_version": imagelake.__version__,
+        "imagelake_version": __version__,
         "series_instance_uid": plan.series_instance_uid,
         "study_instance_uid": info.study_instance_uid,
         "stack_number": plan.number,
