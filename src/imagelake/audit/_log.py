@@ -147,8 +147,17 @@ class AuditLog:
                 yield  # single-writer assumption (see the package docstring)
                 return
             path = self.lakefs.path(self.rel) + ".lock"
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            if exclusive:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            else:
+                # A reader must not create files (the lake may be read-only); no lock file
+                # means no writer has ever appended.
+                try:
+                    fd = os.open(path, os.O_RDONLY)
+                except OSError:
+                    yield
+                    return
             try:
                 # flock (not lockf): it binds to the open file, so it also excludes other
                 # threads and other AuditLog objects of this process that opened the file.
@@ -255,9 +264,12 @@ class AuditLog:
         if not self.lakefs.is_local:
             raise AuditChainError(f"{self.rel} ends with an incomplete line; repair it by hand")
         start = size - len(fragment)
-        record = {"offset": start, "fragment": fragment.decode("utf-8", "backslashreplace")}
-        record["moved_at"] = utc_iso(dt.datetime.now(dt.UTC))
-        self.lakefs.append_line(self.rel + ".torn", canonical_json(record))
+        moved = {
+            "offset": start,
+            "fragment": fragment.decode("utf-8", "backslashreplace"),
+            "moved_at": utc_iso(dt.datetime.now(dt.UTC)),
+        }
+        self.lakefs.append_line(self.rel + ".torn", canonical_json(moved))
         with open(self.lakefs.path(self.rel), "r+b") as fh:
             fh.truncate(start)
             fh.flush()
@@ -361,9 +373,9 @@ class AuditLog:
     ) -> Iterator[AuditEntry]:
         """Entries in log order, optionally only one action and only at or after ``since``.
 
-        This reads without verifying the chain (use :meth:`verify` for that); a line that is
-        not an entry raises :class:`~imagelake.errors.AuditChainError`. A naive ``since``
-        is taken as UTC.
+        This reads without verifying the chain (use :meth:`verify` for that): a line that is
+        not an entry raises :class:`~imagelake.errors.AuditChainError`, an unterminated last
+        line is skipped. A naive ``since`` is taken as UTC.
         """
         start = dt.datetime.fromisoformat(since) if isinstance(since, str) else since
         if start is not None and start.tzinfo is None:
@@ -372,6 +384,8 @@ class AuditLog:
             return
         with self.lakefs.open(self.rel, "rb") as fh:
             for number, raw in self._lines(fh, None):
+                if not raw.endswith(b"\n"):
+                    return  # being appended right now, or torn by a crash (verify() says)
                 try:
                     entry = AuditEntry.from_json(json.loads(raw.decode("utf-8")))
                 except (ValueError, KeyError, TypeError) as exc:
