@@ -19,9 +19,9 @@ import pandas as pd
 import sqlalchemy as sa
 import xarray as xr
 
-from imagelake._version import __version__
 from imagelake import model
 from imagelake._fs import LakeFS
+from imagelake._version import __version__
 from imagelake.audit import AuditLog, AuditReport
 from imagelake.catalog import StackEntry, TableEntry, make_stack_key, write_catalog
 from imagelake.config import Settings, get_settings

@@ -24,8 +24,8 @@ import zarr
 from zarr.codecs import BloscCodec, BloscShuffle, ZstdCodec
 from zarr.core.dtype import VariableLengthBytes, VariableLengthUTF8
 
-from imagelake._version import __version__
 from imagelake._fs import LakeFS
+from imagelake._version import __version__
 from imagelake.dicom import (
     DecodedPixels,
     InstanceInfo,
@@ -106,8 +106,9 @@ class _InstanceReader:
                 return header, None
             return header, DecodedPixels(store.instance_frames(src.index), store.photometric)
         assert isinstance(src, Source)
-        ds = read_dataset(src.read_bytes())
-        return header_bytes(ds), (decode_pixels(ds) if pixels else None)
+        data = src.read_bytes()
+        ds = read_dataset(data)
+        return header_bytes(ds, data), (decode_pixels(ds) if pixels else None)
 
 
 def _constant_tags(instances: list[InstanceInfo]) -> dict[str, Any]:
