@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from imagelake._version import __version__
 from imagelake._fs import LakeFS
+from imagelake._version import __version__
 from imagelake.catalog._entries import (
     CatalogError,
     StackEntry,
@@ -236,7 +236,7 @@ def build_catalog(
         dtype=str,
         default="",
         description="path of a stack's Zarr group relative to the lake root, for the "
-        f"'{STACK_TEMPLATE_KEY}' entry (e.g. the store_path column of the series table)",
+        f"'{STACK_TEMPLATE_KEY}' entry (e.g. a stack entry's metadata['store_path'])",
     )
     _add(
         cat,
@@ -321,7 +321,11 @@ def to_yaml(catalog: Catalog) -> str:
     }
     body = yaml.dump(
         # Flow style for leaf collections only: `shape: [120, 512, 512]` stays on one line.
-        document, Dumper=_Dumper, sort_keys=False, default_flow_style=None, allow_unicode=True
+        document,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=None,
+        allow_unicode=True,
     )
     relative = catalog.metadata.get("paths", "relative") == "relative"
     return _HEADER + (_HEADER_RELATIVE if relative else _HEADER_ABSOLUTE) + body

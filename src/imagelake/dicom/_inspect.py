@@ -114,33 +114,86 @@ def flatten_tags(ds: Dataset, *, depth: int = 0) -> dict[str, Any]:
     return out
 
 
-def header_bytes(ds: Dataset) -> bytes:
+def _header_prefix(ds: Dataset, data: bytes) -> bytes | None:
+    """The file's own bytes before its pixel data element, when that is the last element.
+
+    pydicom reports where the pixel data value starts (``value_tell`` of the raw
+    element); its 12-byte (explicit VR) or 8-byte (implicit VR) element header sits just
+    before. The tag bytes are checked at that offset, so a wrong guess falls back to
+    re-encoding. Deflated files and files with elements after the pixel data fall back.
+    """
+    present = [t for t in PIXEL_TAGS if t in ds]
+    if len(present) != 1 or max(ds.keys()) != present[0]:
+        return None
+    meta = getattr(ds, "file_meta", None)
+    if meta is not None and meta.get("TransferSyntaxUID") == "1.2.840.10008.1.2.1.99":
+        return None
+    # a RawDataElement (never converted) knows where its value starts in the file
+    raw: Any = ds.get_item(present[0])
+    tell = getattr(raw, "value_tell", None)
+    if tell is None or getattr(raw, "is_little_endian", False) is not True:
+        return None
+    start = tell - (8 if raw.is_implicit_VR else 12)
+    tag = int(present[0])
+    expected = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    if start <= 0 or data[start : start + 4] != expected:
+        return None
+    return data[:start]
+
+
+def header_bytes(ds: Dataset, data: bytes | None = None) -> bytes:
     """The instance without its pixel data, as DICOM bytes (file meta included if present).
 
-    The dataset keeps its original encoding where pydicom can write it; a few files
-    declare one VR encoding and use another, so implicit and then explicit little endian
-    are tried next. Group length elements are dropped (they are retired and recomputed).
+    The dataset is written as read: elements pydicom has not converted are copied raw,
+    in the original encoding. A few files declare one VR encoding and use another, so
+    implicit and then explicit little endian are tried next. Group length elements are
+    dropped (they are retired and recomputed).
+
+    Given the file's ``data`` too, and when the pixel data is the last element, the
+    header is the file's own bytes before it: byte-exact, and no re-encoding at all.
     """
-    header = Dataset()
-    header.update({e.tag: e for e in ds if e.tag not in PIXEL_TAGS})
-    header.file_meta = getattr(ds, "file_meta", FileMetaDataset())
-    header.preamble = getattr(ds, "preamble", None)
-    attempts: list[dict[str, Any]] = [{}, {"implicit_vr": True, "little_endian": True}]
-    attempts.append({"implicit_vr": False, "little_endian": True})
-    implicit, little = ds.original_encoding
-    if implicit is not None and little is not None:
-        header.set_original_encoding(implicit, little)
+    if data is not None:
+        prefix = _header_prefix(ds, data)
+        if prefix is not None:
+            return prefix
+    removed = {tag: ds[tag] for tag in PIXEL_TAGS if tag in ds}
+    for tag in removed:
+        del ds[tag]
+    attempts: list[dict[str, Any]] = [
+        {},
+        {"implicit_vr": True, "little_endian": True},
+        {"implicit_vr": False, "little_endian": True},
+    ]
     last: Exception | None = None
-    for kwargs in attempts:
+    try:
+        for kwargs in attempts:
+            buf = io.BytesIO()
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    pydicom.dcmwrite(buf, ds, enforce_file_format=False, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - try the next encoding
+                last = exc
+                continue
+            return buf.getvalue()
+        # last resort: convert every element and write a fresh dataset
+        header = Dataset()
+        header.update({e.tag: e for e in ds})
+        header.file_meta = getattr(ds, "file_meta", FileMetaDataset())
+        implicit, little = ds.original_encoding
+        if implicit is not None and little is not None:
+            header.set_original_encoding(implicit, little)
         buf = io.BytesIO()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pydicom.dcmwrite(buf, header, enforce_file_format=False, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - try the next encoding
+                pydicom.dcmwrite(buf, header, enforce_file_format=False)
+            return buf.getvalue()
+        except Exception as exc:  # noqa: BLE001 - reported below
             last = exc
-            continue
-        return buf.getvalue()
+    finally:
+        for tag, elem in removed.items():
+            ds[tag] = elem
     raise InvalidInputError(f"pydicom cannot re-encode this header: {last}")
 
 
