@@ -64,10 +64,12 @@ lint: venv
 	echo "== lint-imports"; $(VENV)/bin/lint-imports || rc=1; \
 	exit $$rc
 
-# Starts the throwaway PostgreSQL server unless IMAGELAKE_TEST_PG_URL is already set, and stops it
-# afterwards whatever pytest's outcome; the recipe exits with pytest's own code.
+# Starts a throwaway PostgreSQL server unless IMAGELAKE_TEST_PG_URL is already set, and stops it
+# afterwards whatever pytest's outcome; the recipe exits with pytest's own code. Each run gets its
+# own server (state folder named after the shell's pid), so runs in one checkout don't collide.
 pytest: venv
 	@started=0; \
+	export IMAGELAKE_PG_DIR="$${IMAGELAKE_PG_DIR:-/tmp/imagelake-pg-make-$$(id -u)-$$$$}"; \
 	if [ -z "$${IMAGELAKE_TEST_PG_URL:-}" ]; then \
 	  if url=$$(bash scripts/pg-test-server.sh start); then \
 	    export IMAGELAKE_TEST_PG_URL="$$url"; started=1; \

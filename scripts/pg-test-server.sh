@@ -16,6 +16,10 @@
 # two checkouts on one machine get two servers.
 set -euo pipefail
 
+# Root's tools (runuser; ldconfig and start-stop-daemon for dpkg) live in sbin, which a minimal
+# PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;; esac
+
 say() { printf 'pg-test-server: %s\n' "$*" >&2; }
 die() { say "$*"; exit 1; }
 
@@ -36,7 +40,7 @@ find_bindir() {
   fi
   # Debian keeps the server binaries out of PATH; take the newest installed major version.
   local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
   if [ -n "$dir" ] && [ -x "$dir/initdb" ] && [ -x "$dir/pg_ctl" ]; then
     printf '%s\n' "$dir"
     return
@@ -74,6 +78,7 @@ free_port() {
 make_cluster() {
   if [ "$(id -u)" -eq 0 ]; then
     id postgres >/dev/null 2>&1 || die "no 'postgres' user; install the Debian package postgresql (sudo bash scripts/setup-system.sh)"
+    command -v runuser >/dev/null 2>&1 || die "runuser (Debian package util-linux) is needed to run PostgreSQL as the postgres user"
   fi
   rm -rf "$state"
   mkdir -p "$state"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034  # the PKGS_* variables are read indirectly, as ${!var}
 # Install the Debian packages imagelake needs.
 #
 #   bash scripts/setup-system.sh           install what is missing (as root), or say what is missing
@@ -14,6 +15,10 @@
 # IMAGELAKE_APT_EXTRA (space-separated) adds packages for one run without editing this file.
 set -euo pipefail
 
+# Root's tools (runuser; ldconfig and start-stop-daemon for dpkg) live in sbin, which a minimal
+# PATH may lack.
+case ":$PATH:" in *:/usr/sbin:*) ;; *) export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin" ;; esac
+
 PKGS_BUILD="git make"                          # the Makefile and a checkout
 PKGS_DICOM_PEERS="dcmtk dicom3tools dcm2niix"  # storescu/dcmdump, dciodvfy, dcm2niix: real peers in tests
 PKGS_COMPRESSION="pigz"
@@ -28,7 +33,7 @@ case "${1:-}" in
   "") ;;
   --check) mode=check ;;
   --list) mode=list ;;
-  -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '3,15p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "setup-system.sh: unknown option '$1' (valid: --check, --list, --help)" >&2; exit 2 ;;
 esac
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from typing import NoReturn
 
 import pytest
@@ -25,6 +26,7 @@ def in_ci() -> bool:
 
 def missing_dependency(reason: str) -> NoReturn:
     """Skip the current test because ``reason``; under ``CI=true`` fail it instead."""
+    __tracebackhide__ = True  # report the calling test's line, not this one
     if in_ci():
         pytest.fail(f"{reason} (CI=true: a missing dependency fails the test)", pytrace=False)
     pytest.skip(reason)
@@ -32,6 +34,7 @@ def missing_dependency(reason: str) -> NoReturn:
 
 def require_tool(name: str) -> str:
     """Return the path of the system tool ``name``, or skip (fail under ``CI=true``) without it."""
+    __tracebackhide__ = True
     path = shutil.which(name)
     if path is None:
         missing_dependency(
@@ -39,6 +42,16 @@ def require_tool(name: str) -> str:
             "`sudo bash scripts/setup-system.sh` (or run `make test`)"
         )
     return path
+
+
+@pytest.fixture(name="require_tool", scope="session")
+def _require_tool_fixture() -> Callable[[str], str]:
+    """:func:`require_tool` as a fixture, for test modules anywhere under tests/.
+
+    ``from conftest import require_tool`` is not reliable: with several conftest.py files in
+    folders without ``__init__.py``, the module named ``conftest`` is whichever pytest loaded last.
+    """
+    return require_tool
 
 
 @pytest.fixture(scope="session")

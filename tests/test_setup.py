@@ -7,6 +7,7 @@ These run the real scripts against the real system (dpkg, PostgreSQL's own binar
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 import re
 import shutil
@@ -15,16 +16,32 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
-from conftest import PG_URL_ENV, missing_dependency, require_tool
-
 REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_shared_conftest() -> ModuleType:
+    # Not `from conftest import ...`: that name belongs to whichever conftest.py pytest loaded last.
+    spec = importlib.util.spec_from_file_location(
+        "_imagelake_tests_conftest", Path(__file__).with_name("conftest.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_shared = _load_shared_conftest()
+PG_URL_ENV: str = _shared.PG_URL_ENV
+missing_dependency = _shared.missing_dependency
+require_tool = _shared.require_tool
 SETUP_SYSTEM = REPO / "scripts" / "setup-system.sh"
 PG_SERVER = REPO / "scripts" / "pg-test-server.sh"
 IS_ROOT = os.geteuid() == 0
@@ -74,6 +91,12 @@ def _run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(args, capture_output=True, text=True, check=False, **kwargs)
 
 
+def _require_runuser() -> str:
+    # runuser lives in /usr/sbin, which a non-login root shell's PATH may lack.
+    found = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+    return found or require_tool("runuser")
+
+
 def _require_pg_binaries() -> None:
     if not glob.glob("/usr/lib/postgresql/*/bin/initdb"):
         missing_dependency(
@@ -81,7 +104,7 @@ def _require_pg_binaries() -> None:
             "package postgresql (`sudo bash scripts/setup-system.sh`)"
         )
     if IS_ROOT:
-        require_tool("runuser")
+        _require_runuser()
 
 
 def _port_is_closed(url: str) -> bool:
@@ -124,10 +147,11 @@ def pg_state_dir() -> Iterator[Path]:
 # --- tests/conftest.py policy -------------------------------------------------------------------
 
 
-def test_require_tool_returns_the_path() -> None:
+def test_require_tool_returns_the_path(require_tool: Callable[[str], str]) -> None:
     path = require_tool("sh")
     assert Path(path).is_file()
     assert os.access(path, os.X_OK)
+    assert path == shutil.which("sh")
 
 
 @pytest.mark.parametrize("ci", ["true", None], ids=["CI=true", "local"])
@@ -136,9 +160,7 @@ def test_missing_tool_and_server_fail_in_ci_and_skip_locally(
 ) -> None:
     shutil.copy(REPO / "tests" / "conftest.py", tmp_path / "conftest.py")
     (tmp_path / "test_probe.py").write_text(
-        "from conftest import require_tool\n"
-        "\n"
-        "def test_tool():\n"
+        "def test_tool(require_tool):\n"
         "    require_tool('imagelake-surely-missing-tool-7f3c')\n"
         "\n"
         "def test_server(pg_url):\n"
@@ -207,7 +229,7 @@ def test_setup_system_without_root_reports_missing_packages_and_goes_on() -> Non
     cmd = ["bash", "-s"]
     if IS_ROOT:
         # Drop to an unprivileged user; the script comes on stdin, so its folder may be private.
-        cmd = [require_tool("runuser"), "-u", "nobody", "--", *cmd]
+        cmd = [_require_runuser(), "-u", "nobody", "--", *cmd]
     result = _run(
         cmd,
         input=SETUP_SYSTEM.read_text(),

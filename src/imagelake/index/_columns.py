@@ -142,9 +142,9 @@ def series_select() -> sa.Select[Any]:
 def stack_select() -> sa.Select[Any]:
     """Every stack's series, store path and sizes, in series then stack order."""
     k = model.stack
-    return sa.select(
-        k.c.series_id, k.c.store_path, k.c.stored_bytes, k.c.source_bytes
-    ).order_by(k.c.series_id, k.c.stack_number)
+    return sa.select(k.c.series_id, k.c.store_path, k.c.stored_bytes, k.c.source_bytes).order_by(
+        k.c.series_id, k.c.stack_number
+    )
 
 
 def instance_select() -> sa.Select[Any]:
@@ -165,9 +165,9 @@ def instance_select() -> sa.Select[Any]:
         for c in i.columns
         if c.name not in ("id", "series_id", "stack_id", "tags")
     ]
-    # raw text: the caller parses it per batch, without SQLAlchemy's per-row JSON step
-    # (a driver that decodes JSON itself, like psycopg, still hands back dicts)
-    columns.append(sa.type_coerce(i.c.tags, sa.Text).label("tags"))
+    # as text, decoded per batch (in worker processes if asked), not by SQLAlchemy per row;
+    # a CAST rather than type_coerce so that PostgreSQL's driver too hands back text
+    columns.append(sa.cast(i.c.tags, sa.Text).label("tags"))
     joined = i.join(s, i.c.series_id == s.c.id).outerjoin(k, i.c.stack_id == k.c.id)
     return sa.select(*columns).select_from(joined).order_by(i.c.series_id, i.c.id)
 
@@ -207,8 +207,6 @@ def measures_select() -> sa.Select[Any]:
             s.c.series_instance_uid,
             r.c.sha256.label("raw_sha256"),
         )
-        .select_from(
-            m.outerjoin(s, m.c.series_id == s.c.id).outerjoin(r, m.c.raw_id == r.c.id)
-        )
+        .select_from(m.outerjoin(s, m.c.series_id == s.c.id).outerjoin(r, m.c.raw_id == r.c.id))
         .order_by(m.c.id)
     )

@@ -15,11 +15,14 @@ registry.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import tempfile
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,14 +37,17 @@ from imagelake._fs import LakeFS, fsync_dir
 from imagelake.db import Database, utcnow
 from imagelake.index._columns import (
     INSTANCE_COLUMNS,
+    SERIES_STACK_COLUMNS,
     instance_select,
     links_select,
     measures_select,
     raw_select,
     series_select,
+    stack_select,
     to_arrow,
 )
 from imagelake.index._layout import (
+    FILES,
     INDEX_SCHEMA_VERSION,
     INSTANCES_FILE,
     LINKS_FILE,
@@ -63,7 +69,7 @@ _COMPRESSION = "zstd"
 
 
 def write_snapshot(
-    db: Database, lakefs: LakeFS, *, batch_rows: int = BATCH_ROWS
+    db: Database, lakefs: LakeFS, *, workers: int = 1, batch_rows: int = BATCH_ROWS
 ) -> dict[str, str]:
     """Write the index of the registry ``db`` into the lake ``lakefs``.
 
@@ -73,6 +79,12 @@ def write_snapshot(
         The registry.
     lakefs
         The lake; files go under ``index/``.
+    workers
+        Processes that decode instance tags (the costly step, about two thirds of the
+        time). 1 (default) does everything in this process; more start a process pool
+        (``spawn``), worth it for registries of hundreds of thousands of instances. A
+        script calling this with ``workers > 1`` needs the usual
+        ``if __name__ == "__main__":`` guard.
     batch_rows
         Instances converted per step (memory versus per-batch overhead).
 
@@ -85,9 +97,8 @@ def write_snapshot(
     started = time.perf_counter()
     rows: dict[str, int] = {}
     with _snapshot_read(db) as conn:
-        series = _table(conn, series_select())
-        rows["series"] = _write_small(lakefs, SERIES_FILE, series)
-        rows["instances"] = _write_instances(conn, lakefs, batch_rows)
+        rows["series"] = _write_small(lakefs, SERIES_FILE, _series_table(conn))
+        rows["instances"] = _write_instances(conn, lakefs, batch_rows, workers)
         for rel, select, name in (
             (RAW_FILE, raw_select(), "raw"),
             (LINKS_FILE, links_select(), "links"),
@@ -100,16 +111,10 @@ def write_snapshot(
         "written_at": utcnow().isoformat(),
         "seconds": round(time.perf_counter() - started, 3),
         "rows": rows,
-        "files": {
-            "series": SERIES_FILE,
-            "instances": INSTANCES_FILE,
-            "raw": RAW_FILE,
-            "links": LINKS_FILE,
-            "measures": MEASURES_FILE,
-        },
+        "files": dict(FILES),
     }
     lakefs.write_atomic(SNAPSHOT_FILE, json.dumps(info, indent=2) + "\n")
-    written = {name: lakefs.url(rel) for name, rel in info["files"].items()}  # type: ignore[attr-defined]
+    written = {name: lakefs.url(rel) for name, rel in FILES.items()}
     written["snapshot"] = lakefs.url(SNAPSHOT_FILE)
     return written
 
@@ -141,6 +146,28 @@ def _table(conn: Connection, select: sa.Select[Any]) -> pa.Table:
     )
 
 
+def _series_table(conn: Connection) -> pa.Table:
+    """series.parquet: the series select plus each series' stacks, in stack order."""
+    table = _table(conn, series_select())
+    stores: dict[int, list[str]] = {}
+    stored: dict[int, int] = {}
+    source: dict[int, int] = {}
+    for series_id, path, stored_bytes, source_bytes in conn.execute(stack_select()):
+        stores.setdefault(series_id, []).append(path)
+        stored[series_id] = stored.get(series_id, 0) + int(stored_bytes)
+        source[series_id] = source.get(series_id, 0) + int(source_bytes)
+    ids = table.column("series_id").to_pylist()
+    values: dict[str, list[Any]] = {
+        "n_stacks": [len(stores.get(i, ())) for i in ids],
+        "stores": [stores.get(i, []) for i in ids],
+        "stored_bytes": [stored.get(i, 0) for i in ids],
+        "source_bytes": [source.get(i, 0) for i in ids],
+    }
+    for name, kind in SERIES_STACK_COLUMNS:
+        table = table.append_column(pa.field(name, kind), pa.array(values[name], kind))
+    return table
+
+
 def _parquet_bytes(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, compression=_COMPRESSION)
@@ -160,23 +187,23 @@ class _Parts:
     paths: list[str] = field(default_factory=list)
     tag_types: dict[str, list[pa.DataType]] = field(default_factory=dict)
 
-    def add(self, table: pa.Table) -> None:
+    def next_path(self) -> str:
         path = os.path.join(self.folder, f"part-{len(self.paths):06d}.parquet")
-        pq.write_table(table, path, compression="none", use_dictionary=False)
         self.paths.append(path)
+        return path
+
+    def record(self, types: dict[str, pa.DataType]) -> None:
+        for name, kind in types.items():
+            self.tag_types.setdefault(name, []).append(kind)
 
     def schema(self) -> pa.Schema:
         """Fixed columns first, then keyword tags, then numeric (private) tags, each sorted."""
         fixed = [pa.field(name, kind) for name, kind in INSTANCE_COLUMNS]
-        fixed_names = {f.name for f in fixed}
-        tags = sorted(
-            (k for k in self.tag_types if k not in fixed_names),
-            key=lambda k: (is_private_tag(k), k),
-        )
+        tags = sorted(self.tag_types, key=lambda k: (is_private_tag(k), k))
         return pa.schema(fixed + [pa.field(k, unify_type(self.tag_types[k])) for k in tags])
 
 
-def _write_instances(conn: Connection, lakefs: LakeFS, batch_rows: int) -> int:
+def _write_instances(conn: Connection, lakefs: LakeFS, batch_rows: int, workers: int) -> int:
     select = instance_select()
     base = lakefs.path(".tmp") if lakefs.is_local else None
     if base is not None:
@@ -184,46 +211,77 @@ def _write_instances(conn: Connection, lakefs: LakeFS, batch_rows: int) -> int:
     with tempfile.TemporaryDirectory(prefix="index-", dir=base) as folder:
         parts = _Parts(folder)
         result = conn.execution_options(yield_per=batch_rows).execute(select)
-        names = list(result.keys())
-        for batch in result.partitions():
-            table = _instance_batch(batch, names, select)
-            for name in table.column_names[len(INSTANCE_COLUMNS) :]:
-                parts.tag_types.setdefault(name, []).append(table.schema.field(name).type)
-            parts.add(table)
-        schema = parts.schema()
+        batches = (_fixed_and_tags(batch, select) for batch in result.partitions())
+        if workers > 1:
+            _convert_in_pool(batches, parts, workers)
+        else:
+            for fixed, tags in batches:
+                parts.record(convert_part(fixed, tags, parts.next_path()))
         final = os.path.join(folder, "instances.parquet")
-        n = _merge(parts, schema, final)
+        n = _merge(parts, parts.schema(), final)
         _publish(lakefs, final, INSTANCES_FILE)
     return n
 
 
-def _instance_batch(batch: Sequence[Any], names: list[str], select: sa.Select[Any]) -> pa.Table:
+def _fixed_and_tags(batch: Sequence[Any], select: sa.Select[Any]) -> tuple[pa.Table, list[Any]]:
+    """A batch of SQL rows as an Arrow table of the fixed columns, and the raw tag JSON."""
     columns = list(zip(*batch, strict=True))
-    fixed = [
-        to_arrow(list(columns[i]), select.selected_columns[i]) for i in range(len(names) - 1)
-    ]
-    tags = [t if isinstance(t, dict) else json.loads(t) for t in columns[-1]]
-    fixed_names = set(names[:-1])
-    by_tag = tag_columns(tags)
-    tag_names = sorted(by_tag)
-    return pa.table(
-        fixed + [by_tag[k] for k in tag_names],
-        names=names[:-1] + [k if k not in fixed_names else f"tag_{k}" for k in tag_names],
+    selected = select.selected_columns
+    fixed = pa.table(
+        [to_arrow(list(columns[i]), selected[i]) for i in range(len(columns) - 1)],
+        names=[c.name for c in selected][:-1],
     )
+    return fixed, list(columns[-1])
+
+
+def convert_part(fixed: pa.Table, tags: list[Any], path: str) -> dict[str, pa.DataType]:
+    """Decode one batch's tags, write fixed + tag columns to the part file ``path``.
+
+    Returns each tag column's type in this batch. Runs in a worker process when
+    :func:`write_snapshot` has ``workers > 1``, hence plain picklable arguments.
+    """
+    decoded = [t if isinstance(t, dict) else json.loads(t) for t in tags]
+    by_tag = tag_columns(decoded)
+    taken = set(fixed.column_names)
+    table = fixed
+    types: dict[str, pa.DataType] = {}
+    for key in sorted(by_tag):
+        name = key if key not in taken else f"tag_{key}"
+        table = table.append_column(name, by_tag[key])
+        types[name] = by_tag[key].type
+    pq.write_table(table, path, compression="none", use_dictionary=False)
+    return types
+
+
+def _convert_in_pool(
+    batches: Iterator[tuple[pa.Table, list[Any]]], parts: _Parts, workers: int
+) -> None:
+    # spawn, not fork: the parent holds a database connection and Arrow's thread pools
+    context = multiprocessing.get_context("spawn")
+    pending: deque[Future[dict[str, pa.DataType]]] = deque()
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        try:
+            for fixed, tags in batches:
+                pending.append(pool.submit(convert_part, fixed, tags, parts.next_path()))
+                # a bounded queue: SQL reading waits for the workers, so memory stays flat
+                while len(pending) > workers:
+                    parts.record(pending.popleft().result())
+            while pending:
+                parts.record(pending.popleft().result())
+        except BaseException:
+            pool.shutdown(cancel_futures=True)
+            raise
 
 
 def _merge(parts: _Parts, schema: pa.Schema, target: str) -> int:
-    """Cast every part to ``schema`` and append it to one Parquet file; returns its rows."""
+    """Cast every part to ``schema`` and append it to one Parquet file; returns its rows.
+
+    Parts are regrouped so that every row group but the last holds exactly
+    :data:`ROW_GROUP_ROWS` rows.
+    """
     n = 0
-    pending: list[pa.Table] = []
+    held: list[pa.Table] = []
     with pq.ParquetWriter(target, schema, compression=_COMPRESSION) as writer:
-
-        def flush() -> None:
-            if pending:
-                writer.write_table(pa.concat_tables(pending), row_group_size=ROW_GROUP_ROWS)
-                pending.clear()
-
-        held = 0
         for path in parts.paths:
             part = pq.read_table(path)
             arrays = [
@@ -232,16 +290,17 @@ def _merge(parts: _Parts, schema: pa.Schema, target: str) -> int:
                 else pa.nulls(part.num_rows, f.type)
                 for f in schema
             ]
-            pending.append(pa.Table.from_arrays(arrays, schema=schema))
-            held += part.num_rows
+            held.append(pa.Table.from_arrays(arrays, schema=schema))
             n += part.num_rows
             os.unlink(path)
-            if held >= ROW_GROUP_ROWS:
-                flush()
-                held = 0
-        flush()
-        if n == 0:
-            writer.write_table(schema.empty_table())
+            if sum(t.num_rows for t in held) >= ROW_GROUP_ROWS:
+                block = pa.concat_tables(held)
+                full = block.num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
+                writer.write_table(block.slice(0, full), row_group_size=ROW_GROUP_ROWS)
+                held = [block.slice(full)]
+        rest = pa.concat_tables(held) if held else schema.empty_table()
+        if rest.num_rows or n == 0:
+            writer.write_table(rest, row_group_size=ROW_GROUP_ROWS)
     return n
 
 

@@ -65,7 +65,12 @@ class StackReader:
 
     def header(self, index: int) -> bytes:
         """The stored DICOM header bytes of instance ``index``."""
-        return bytes(self._headers[index])
+        value = self._headers[index]
+        # zarr returns one element of a variable-length array as a 0-d object array, and
+        # bytes() of that array would be its buffer (a pointer), not the stored bytes
+        if isinstance(value, np.ndarray):
+            value = value.item()
+        return bytes(value)
 
     def headers(self) -> list[bytes]:
         return [bytes(h) for h in self._headers[:]]

@@ -164,7 +164,9 @@ class _Shape:
         return np.asarray(mask)
 
 
-def _span(t0: float, t1: float, shape: Literal["flat", "dome"] = "flat", power: float = 0.5) -> Profile:
+def _span(
+    t0: float, t1: float, shape: Literal["flat", "dome"] = "flat", power: float = 0.5
+) -> Profile:
     def profile(t: Array, z: Array) -> Array:
         u = (np.asarray(t) - t0) / (t1 - t0)
         inside = (u > 0) & (u < 1)
@@ -247,7 +249,7 @@ class CTPhantom:
             _Shape(-850.0, 76.0, -6.0, 58.0, 82.0, lung_l, gradient_y=0.35),  # left lung
             _Shape(-850.0, -76.0, -6.0, 62.0, 84.0, lung_r, gradient_y=0.35),  # right lung
             _Shape(42.0, 18.0, -22.0, 58.0, 46.0, _span(0.3, 0.72, "dome", 0.5)),  # heart
-            _Shape(44.0, 22.0, 38.0, 14.0, 14.0, always),  # descending aorta
+            _Shape(44.0, 30.0, 28.0, 13.0, 13.0, always),  # descending aorta
             _Shape(-1000.0, 0.0, -32.0, 9.0, 8.0, _span(-1.0, 0.28)),  # trachea
         ]
         self._lungs = (shapes[6], shapes[7])
@@ -255,29 +257,46 @@ class CTPhantom:
         for k, angle in enumerate((28, 55, 85, 118, 148, -28, -55, -85, -118, -148)):
             rad = math.radians(angle)  # ribs, cut obliquely as the z plane moves
             shapes.append(
-                _Shape(900.0, 150.0 * math.sin(rad), -100.0 * math.cos(rad) + 8.0, 7.0, 5.0,
-                       _periodic(26.0, 0.35, 0.13 * k, 0.02, 0.8))
+                _Shape(
+                    900.0,
+                    150.0 * math.sin(rad),
+                    -100.0 * math.cos(rad) + 8.0,
+                    7.0,
+                    5.0,
+                    _periodic(26.0, 0.35, 0.13 * k, 0.02, 0.8),
+                )
             )
         shapes += [
-            _Shape(1150.0, 0.0, 78.0, 19.0, 17.0, always),  # vertebral cortex
-            _Shape(700.0, 0.0, 78.0, 16.0, 14.0, always),  # cancellous bone
-            _Shape(85.0, 0.0, 78.0, 19.5, 17.5, _periodic(28.0, 0.2, 0.0, -1.0, 2.0)),  # disc
-            _Shape(900.0, 0.0, 112.0, 15.0, 16.0, _periodic(28.0, 0.55, 0.1, -1.0, 2.0)),
-            _Shape(15.0, 0.0, 103.0, 8.0, 8.0, always),  # spinal canal
+            _Shape(1150.0, 0.0, 58.0, 19.0, 17.0, always),  # vertebral cortex
+            _Shape(700.0, 0.0, 58.0, 16.0, 14.0, always),  # cancellous bone
+            _Shape(85.0, 0.0, 58.0, 19.5, 17.5, _periodic(28.0, 0.2, 0.0, -1.0, 2.0)),  # disc
+            _Shape(900.0, 0.0, 96.0, 7.0, 13.0, _periodic(28.0, 0.55, 0.1, -1.0, 2.0)),  # arch
+            _Shape(15.0, 0.0, 84.0, 8.0, 8.0, always),  # spinal canal
         ]
         for k in range(3):  # lung nodules, inside a lung at mid-scan
             lung = self._lungs[k % 2]
             t = float(rng.uniform(0.2, 0.55))
             radius = float(rng.uniform(4.0, 9.0))
             shapes.append(
-                _Shape(30.0, lung.cx + float(rng.uniform(-0.45, 0.45)) * lung.a,
-                       lung.cy + float(rng.uniform(-0.45, 0.45)) * lung.b, radius, radius,
-                       _sphere(self.z_of(t), radius))
+                _Shape(
+                    30.0,
+                    lung.cx + float(rng.uniform(-0.45, 0.45)) * lung.a,
+                    lung.cy + float(rng.uniform(-0.45, 0.45)) * lung.b,
+                    radius,
+                    radius,
+                    _sphere(self.z_of(t), radius),
+                )
             )
         radius = float(rng.uniform(10.0, 16.0))
         shapes.append(
-            _Shape(15.0, -75.0 + float(rng.uniform(-15, 15)), 10.0 + float(rng.uniform(-20, 20)),
-                   radius, radius, _sphere(self.z_of(0.85), min(radius, max(extent / 3, 1.0))))
+            _Shape(
+                15.0,
+                -75.0 + float(rng.uniform(-15, 15)),
+                10.0 + float(rng.uniform(-20, 20)),
+                radius,
+                radius,
+                _sphere(self.z_of(0.85), min(radius, max(extent / 3, 1.0))),
+            )
         )
         self._shapes = tuple(shapes)
         self._vessel_seed = int(rng.integers(2**31))
@@ -312,7 +331,7 @@ class CTPhantom:
         # Lung vessels: the zero level set of a smooth field that turns slowly with z draws
         # thin branching tubes that continue from slice to slice.
         rng = np.random.default_rng(self._vessel_seed)
-        cutoff = min(0.45, pixel / 9.0)
+        cutoff = min(0.45, 0.035 * pixel)
         fields = CorrelatedNoise((ys.size, xs.size), cutoff=cutoff, std=1.0, rng=rng)
         v1, v2 = fields(), fields()
 
@@ -330,8 +349,10 @@ class CTPhantom:
                 mask = s.paint(window, xs[None, cols], ys[rows, None], np.asarray(scale))
                 if id(s) in self._lung_ids:
                     theta = 2 * math.pi * z / 45.0
-                    vessel = np.abs(math.cos(theta) * v1[rows, cols] + math.sin(theta) * v2[rows, cols])
-                    window[mask & (vessel < 0.07)] = 40.0
+                    vessel = np.abs(
+                        math.cos(theta) * v1[rows, cols] + math.sin(theta) * v2[rows, cols]
+                    )
+                    window[mask & (vessel < 0.12)] = 40.0
             return image
 
         return render
@@ -364,25 +385,45 @@ class MRPhantom:
             raise ValueError(f"weighting must be one of {sorted(_MR_SIGNAL)}, got {weighting!r}")
         sig = _MR_SIGNAL[weighting]
         rng = np.random.default_rng([seed, 0x3A])
-        lesion = (float(rng.uniform(-35, 35)), float(rng.uniform(-40, 30)), float(rng.uniform(5, 35)))
-        #: (value, centre, semi-axes) painted in order
-        self._ellipsoids: tuple[tuple[float, tuple[float, float, float], tuple[float, float, float]], ...] = (
-            (sig["fat"], (0, 0, 0), (76, 96, 104)),
-            (sig["bone"], (0, 0, 0), (71, 91, 99)),
-            (sig["csf"], (0, 0, 2), (66, 86, 93)),
-            (sig["gm"], (0, 0, 2), (63, 83, 89)),
-            (sig["wm"], (0, 0, 4), (52, 70, 74)),
-            (sig["csf"], (-11, -2, 14), (6, 24, 11)),
-            (sig["csf"], (11, -2, 14), (6, 24, 11)),
-            (sig["lesion"], lesion, (7, 7, 7)),
+        lesion = (
+            float(rng.uniform(-35, 35)),
+            float(rng.uniform(-40, 30)),
+            float(rng.uniform(5, 35)),
         )
+        # (value, centre, semi-axes, folding amplitude), painted in order
+        self._ellipsoids: tuple[
+            tuple[float, tuple[float, float, float], tuple[float, float, float], float], ...
+        ] = (
+            (sig["fat"], (0, 0, 0), (76, 96, 104), 0.0),
+            (sig["bone"], (0, 0, 0), (71, 91, 99), 0.0),
+            (sig["csf"], (0, 0, 2), (67, 87, 94), 0.0),
+            (sig["gm"], (0, 0, 2), (64, 84, 90), 0.035),  # sulci cut into the cortex
+            (sig["wm"], (0, 0, 4), (55, 74, 78), 0.10),  # gyri: white matter fingers
+            (sig["csf"], (-10, -4, 10), (7, 26, 13), 0.0),  # lateral ventricles
+            (sig["csf"], (10, -4, 10), (7, 26, 13), 0.0),
+            (sig["lesion"], lesion, (7, 7, 7), 0.0),
+        )
+        # Cortical folding: a smooth 3-D field of a few plane waves of ~20 mm wavelength.
+        directions = rng.normal(size=(8, 3))
+        self._waves = (
+            directions / np.linalg.norm(directions, axis=1, keepdims=True) * (2 * np.pi / 20.0)
+        )
+        self._phases = rng.uniform(0, 2 * np.pi, size=8)
+
+    def _folding(self, x: Array, y: Array, z: Array) -> Array:
+        total: Array = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)))
+        for (kx, ky, kz), phase in zip(self._waves, self._phases, strict=True):
+            total = total + np.sin(kx * x + ky * y + kz * z + phase)
+        return total / np.sqrt(len(self._phases) / 2)
 
     def plane(self, x: Array, y: Array, z: Array) -> FloatImage:
         """Render noise-free signal on broadcastable patient coordinates (mm), float32."""
         shape = np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z))
         image = np.zeros(shape, dtype=np.float32)
-        for value, (cx, cy, cz), (a, b, c) in self._ellipsoids:
-            inside = ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 + ((z - cz) / c) ** 2 < 1.0
+        folding = self._folding(x, y, z)
+        for value, (cx, cy, cz), (a, b, c), amplitude in self._ellipsoids:
+            r2 = ((x - cx) / a) ** 2 + ((y - cy) / b) ** 2 + ((z - cz) / c) ** 2
+            inside = r2 < (1.0 + amplitude * folding) ** 2 if amplitude else r2 < 1.0
             image[np.broadcast_to(inside, shape)] = value
         # Receive-coil shading: brighter towards the back of the head.
         image *= (1.0 + 0.0018 * np.broadcast_to(y, shape)).astype(np.float32)

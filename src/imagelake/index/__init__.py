@@ -1,0 +1,38 @@
+"""The lake's analytic index: Parquet snapshots of the registry, and queries over them.
+
+:func:`write_snapshot` writes ``index/series.parquet`` (one row per series: keys, series
+and image-parameter columns, counts, store paths), ``index/instances.parquet`` (one row per
+instance with one typed column per DICOM tag), ``raw.parquet``, ``links.parquet``,
+``measures.parquet`` and ``_snapshot.json``, each replaced atomically. DuckDB, pandas, Dask
+and Intake read them directly.
+
+:func:`query` finds series (or instances) by any of those columns::
+
+    >>> from imagelake.index import query, parse_filters          # doctest: +SKIP
+    >>> query(lakefs, {"Modality": "CT", "SliceThickness": (0.5, 1.5),
+    ...                "Manufacturer": "SIEM*", "XRayTubeCurrent": "300:"})
+    >>> query(lakefs, parse_filters(["Modality=CT", "StudyDate=20200101-20201231"]))
+
+Filter values (see :mod:`imagelake.index._filters` for the details):
+
+* scalar — equality; text is case-insensitive with DICOM wildcards ``*`` and ``?``, and a
+  multi-valued tag matches when any one of its values does (``ImageType="LOCALIZER"``);
+* list or set — any of;
+* ``(lo, hi)`` — inclusive range, ``None`` for an open end (numbers, dates, timestamps);
+* ``"lo:hi"`` numeric range, ``"YYYYMMDD-YYYYMMDD"`` DICOM date range;
+* callable — takes the column as a :class:`pandas.Series`, returns a boolean mask.
+"""
+
+from imagelake.index._filters import parse_filters
+from imagelake.index._layout import INDEX_SCHEMA_VERSION
+from imagelake.index._query import IndexReader, Level, query
+from imagelake.index._snapshot import write_snapshot
+
+__all__ = [
+    "INDEX_SCHEMA_VERSION",
+    "IndexReader",
+    "Level",
+    "parse_filters",
+    "query",
+    "write_snapshot",
+]
