@@ -16,6 +16,9 @@ i    CT follow-up of subject 1, SOMATOM Definition AS+,         discovery throug
 
 Everything is labelled SYNTHETIC (patient names ``SYNTHETIC^DEMO^00n``, ImageComments). The
 folder holds only what ingest should read: the manifest is returned, not written.
+The files behind the DICOMDIR are ordinary files too (``DICOMDIR_export/PT000000/...``): a
+folder walk finds them directly as well as through the DICOMDIR, so ingest must count each
+SOPInstanceUID once. The DICOMDIR itself is a Media Storage Directory object, not an image.
 """
 
 from __future__ import annotations

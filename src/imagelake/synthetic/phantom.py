@@ -153,7 +153,12 @@ class _Shape:
 
     def paint(self, image: Array, x: Array, y: Array, scale: Array) -> Array:
         """Paint into ``image`` (broadcast coordinates); return the mask painted."""
-        mask = self.r2(x, y) < scale * scale
+        mask = np.asarray(self.r2(x, y) < scale * scale)
+        self.fill(image, mask, y)
+        return mask
+
+    def fill(self, image: Array, mask: Array, y: Array) -> None:
+        """Set (or add) this shape's value where ``mask`` holds."""
         value: Array | float = self.value
         if self.gradient_y:
             value = np.broadcast_to(self.value + self.gradient_y * y, image.shape)[mask]
@@ -161,7 +166,6 @@ class _Shape:
             image[mask] += value
         else:
             image[mask] = value
-        return np.asarray(mask)
 
 
 def _span(
@@ -335,10 +339,19 @@ class CTPhantom:
         fields = CorrelatedNoise((ys.size, xs.size), cutoff=cutoff, std=1.0, rng=rng)
         v1, v2 = fields(), fields()
 
+        # Precomputed maps: each shape's normalised squared radius over the largest box it
+        # can fill; a slice then costs one comparison per shape.
+        z_all = self.z_top + np.linspace(0.0, 1.0, 1025) * (self.z_bottom - self.z_top)
+        maps = []
+        for s in self._shapes:
+            largest = max(1.0, float(np.max(s.profile(self.t_of(z_all), np.asarray(z_all)))))
+            rows, cols = _bbox(s, largest, xs, ys)
+            maps.append((rows.start, cols.start, s.r2(xs[None, cols], ys[rows, None])))
+
         def render(z: float) -> FloatImage:
             image = np.full((ys.size, xs.size), -1000.0, dtype=np.float32)
             t, zz = self.t_of(z), np.asarray(z)
-            for s in self._shapes:
+            for s, (r0, c0, r2) in zip(self._shapes, maps, strict=True):
                 scale = float(s.profile(t, zz))
                 if scale <= 0:
                     continue
@@ -346,7 +359,9 @@ class CTPhantom:
                 window = image[rows, cols]
                 if window.size == 0:
                     continue
-                mask = s.paint(window, xs[None, cols], ys[rows, None], np.asarray(scale))
+                mask = r2[rows.start - r0 : rows.stop - r0, cols.start - c0 : cols.stop - c0]
+                mask = mask < scale * scale
+                s.fill(window, mask, ys[rows, None])
                 if id(s) in self._lung_ids:
                     theta = 2 * math.pi * z / 45.0
                     vessel = np.abs(
