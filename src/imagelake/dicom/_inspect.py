@@ -23,7 +23,7 @@ from pydicom.tag import BaseTag, Tag
 from pydicom.uid import UID
 
 from imagelake.dicom._source import Source, StoredInstance
-from imagelake.errors import InvalidInputError, NotDicomError, PixelDataError
+from imagelake.errors import ImagelakeError, InvalidInputError, NotDicomError, PixelDataError
 
 __all__ = [
     "PIXEL_TAGS",
@@ -373,6 +373,8 @@ def _check_pixels(ds: Dataset, rows: int, cols: int, spp: int, bits: int, frames
         expected = (
             rows * cols * spp * frames * bits // 8 if bits != 1 else (rows * cols * frames + 7) // 8
         )
+        if spp == 3 and str(ds.get("PhotometricInterpretation", "")) == "YBR_FULL_422":
+            expected = expected * 2 // 3  # native 4:2:2 holds two samples per pixel
     else:
         itemsize = 4 if present[0] == Tag(0x7FE00008) else 8
         expected = rows * cols * spp * frames * itemsize
@@ -381,6 +383,23 @@ def _check_pixels(ds: Dataset, rows: int, cols: int, spp: int, bits: int, frames
             f"pixel data is short: {len(value)} bytes, expected {expected} for "
             f"{frames} frame(s) of {rows}x{cols}x{spp} at {bits} bits"
         )
+
+
+def _check_truncation(ds: Dataset) -> None:
+    """Raise if an element's value stops before its declared length (a truncated file)."""
+    for tag in ds.keys():
+        raw = ds.get_item(tag)
+        length = getattr(raw, "length", None)
+        value = getattr(raw, "value", None)
+        if length is None or length == 0xFFFFFFFF or not isinstance(value, bytes):
+            continue
+        if len(value) < length:
+            name = "Pixel Data" if tag in PIXEL_TAGS else f"element {tag}"
+            error = PixelDataError if tag in PIXEL_TAGS else InvalidInputError
+            raise error(
+                f"truncated file: {name} declares {length} bytes but the file ends "
+                f"after {len(value)}"
+            )
 
 
 def inspect_bytes(
@@ -422,13 +441,26 @@ def inspect_bytes(
                 ) from None
         except (EOFError, OSError, ValueError, KeyError, TypeError, struct.error) as exc:
             raise InvalidInputError(f"truncated or corrupt DICOM file: {exc}") from exc
-        try:
-            # force every lazily-read element now, so corruption surfaces here, not later
-            for _ in ds.iterall():
-                pass
-        except Exception as exc:
-            raise InvalidInputError(f"truncated or corrupt DICOM file: {exc}") from exc
-    return _info_from_dataset(ds, source, sha, len(data), check_pixels=check_pixels)
+        meta = getattr(ds, "file_meta", None)
+        if (
+            not (meta is not None and meta.get("TransferSyntaxUID"))
+            and "SOPClassUID" not in ds
+            and "SOPInstanceUID" not in ds
+        ):
+            # pydicom parses anything after a 'DICM' marker into some element: without
+            # a transfer syntax and SOP UIDs those bytes are not a DICOM instance
+            raise NotDicomError(
+                "not a DICOM file: 'DICM' marker but no transfer syntax, SOP Class UID or "
+                "SOP Instance UID (garbage after the preamble?)"
+            )
+        _check_truncation(ds)
+    try:
+        # building the index's tags converts every element: corruption surfaces here
+        return _info_from_dataset(ds, source, sha, len(data), check_pixels=check_pixels)
+    except ImagelakeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+        raise InvalidInputError(f"truncated or corrupt DICOM file: {exc}") from exc
 
 
 def _info_from_dataset(

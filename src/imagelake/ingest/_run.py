@@ -41,7 +41,18 @@ from imagelake.ingest._discover import discover
 from imagelake.ingest._quarantine import QuarantineEntry, quarantine
 from imagelake.ingest._register import register_series
 from imagelake.knowledge import ScannerIndex, record_sighting
-from imagelake.store import StackReader, StackResult, StoreSettings, build_stack, stack_store_path
+from imagelake.store import (
+    StackDraft,
+    StackReader,
+    StackResult,
+    StoreSettings,
+    begin_stack,
+    build_stack,
+    finish_stack,
+    frame_ranges,
+    stack_store_path,
+    write_frames,
+)
 
 __all__ = ["IngestReport", "Progress", "ingest_paths", "sweep_orphans"]
 
@@ -168,26 +179,28 @@ class _Ingest:
         self.pool: Executor | None = None
 
     # -- stages ---------------------------------------------------------------------
-    def _map(
-        self, fn: Callable[..., Any], jobs: Sequence[tuple[Any, ...]], stage: str
+    def _run_tasks(
+        self, tasks: Sequence[tuple[Callable[..., Any], tuple[Any, ...]]], stage: str
     ) -> list[Any]:
-        self.progress(stage, 0, len(jobs))
-        results: list[Any] = []
-        if self.pool is None or len(jobs) <= 1:
-            for k, args in enumerate(jobs):
-                results.append(fn(*args))
-                self.progress(stage, k + 1, len(jobs))
-            return results
-        futures = [self.pool.submit(fn, *args) for args in jobs]
+        """Run ``fn(*args)`` tasks in the pool (or here), results in order, with progress."""
+        self.progress(stage, 0, len(tasks))
+        if self.pool is None or len(tasks) <= 1:
+            out = []
+            for k, (fn, args) in enumerate(tasks):
+                out.append(fn(*args))
+                self.progress(stage, k + 1, len(tasks))
+            return out
+        futures = [self.pool.submit(fn, *args) for fn, args in tasks]
+        results = []
         for k, fut in enumerate(futures):
             results.append(fut.result())
-            self.progress(stage, k + 1, len(jobs))
+            self.progress(stage, k + 1, len(tasks))
         return results
 
     def inspect(self, sources: Sequence[Source]) -> list[InstanceInfo]:
-        jobs = [(batch,) for batch in _batches(sources, _INSPECT_BATCH)]
+        tasks = [(_inspect_batch, (batch,)) for batch in _batches(sources, _INSPECT_BATCH)]
         infos: list[InstanceInfo] = []
-        for batch in self._map(_inspect_batch, jobs, "reading headers"):
+        for batch in self._run_tasks(tasks, "reading headers"):
             for item in batch:
                 if isinstance(item, _Rejected):
                     self.reject(item.source, item.error, item.reason)
@@ -308,9 +321,11 @@ class _Ingest:
                     )
                 )
             }
-        jobs: list[tuple[Any, ...]] = []
         results: dict[str, list[StackResult | None]] = {}
-        slots: list[tuple[str, int]] = []
+        tasks: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        whole: list[tuple[str, int, int]] = []  # (series, plan index, task index)
+        split: list[tuple[str, int, StackDraft, list[int]]] = []
+        root, opts = self.lakefs.url(), self.lakefs.storage_options
         for uid, plans in plans_by_series.items():
             results[uid] = [None] * len(plans)
             for k, plan in enumerate(plans):
@@ -329,13 +344,33 @@ class _Ingest:
                         frame_dim=row.frame_dim,
                     )
                     continue
-                jobs.append((self.lakefs.url(), self.lakefs.storage_options, plan, self.settings))
-                slots.append((uid, k))
-        for (uid, k), res in zip(
-            slots, self._map(build_stack, jobs, "writing stacks"), strict=True
-        ):
-            results[uid][k] = res
+                if self.pool is not None and self._worth_splitting(plan):
+                    draft = begin_stack(root, opts, plan, self.settings)
+                    if isinstance(draft, StackResult):  # the first instance failed
+                        results[uid][k] = draft
+                        continue
+                    ranges = frame_ranges(plan, draft, self.workers)
+                    first = len(tasks)
+                    tasks.extend((write_frames, (root, opts, draft, plan, a, b)) for a, b in ranges)
+                    split.append((uid, k, draft, list(range(first, len(tasks)))))
+                else:
+                    whole.append((uid, k, len(tasks)))
+                    tasks.append((build_stack, (root, opts, plan, self.settings)))
+        done = self._run_tasks(tasks, "writing stacks")
+        for uid, k, index in whole:
+            results[uid][k] = done[index]
+        for uid, k, draft, indices in split:
+            plan = plans_by_series[uid][k]
+            results[uid][k] = finish_stack(root, opts, draft, plan, [done[i] for i in indices])
         return {uid: [r for r in rs if r is not None] for uid, rs in results.items()}
+
+    def _worth_splitting(self, plan: StackPlan) -> bool:
+        """A big single-frame stack is written by several workers, one shard range each."""
+        return (
+            plan.frame_dim != "none"
+            and len(plan.instances) == plan.n_frames
+            and plan.n_frames >= 2 * self.settings.shard_slices
+        )
 
     def commit(
         self,

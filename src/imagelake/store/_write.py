@@ -41,7 +41,20 @@ from imagelake.errors import ImagelakeError, InvalidInputError, StoreError
 from imagelake.store._manifest import write_manifest
 from imagelake.store._read import StackReader
 
-__all__ = ["LAYOUT_VERSION", "StackResult", "StoreSettings", "build_stack", "stack_store_path"]
+__all__ = [
+    "LAYOUT_VERSION",
+    "FramePart",
+    "StackDraft",
+    "StackResult",
+    "StoreSettings",
+    "abandon_stack",
+    "begin_stack",
+    "build_stack",
+    "finish_stack",
+    "frame_ranges",
+    "stack_store_path",
+    "write_frames",
+]
 
 LAYOUT_VERSION = 1
 
@@ -277,108 +290,233 @@ def _write_headers(group: zarr.Group, headers: list[bytes]) -> None:
     arr[:] = np.asarray(headers, dtype=object)
 
 
-def build_stack(
+@dataclass(frozen=True)
+class StackDraft:
+    """A stack being built under ``.tmp/``: what every writer of its frames needs."""
+
+    tmp: str
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    shard_frames: int = 1
+
+
+@dataclass
+class FramePart:
+    """What one writer of a range of frames reports back."""
+
+    headers: dict[int, bytes] = field(default_factory=dict)
+    photometric_interpretation: str = ""
+    failures: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def _failure(info: InstanceInfo, exc: Exception) -> tuple[str, str, str]:
+    err = exc if isinstance(exc, ImagelakeError) else InvalidInputError(str(exc))
+    return (info.sop_instance_uid, type(err).__name__, str(err))
+
+
+def begin_stack(
     root: str, storage_options: dict[str, Any], plan: StackPlan, settings: StoreSettings
-) -> StackResult:
-    """Decode a stack's pixels, write its store under ``.tmp/`` and publish it."""
+) -> StackDraft | StackResult:
+    """Create the stack's group and image array under ``.tmp/``.
+
+    The first instance is decoded to learn the array's dtype and frame shape. Returns a
+    :class:`StackResult` with failures instead when that instance cannot be decoded.
+    """
     lakefs = LakeFS(root, **storage_options)
-    result = StackResult(plan.series_instance_uid, plan.number, plan.content_hash)
-    final = stack_store_path(plan)
     tmp = lakefs.tmp_dir("stack-")
-    try:
-        _build(lakefs, tmp, plan, settings, result)
-        if result.failures:
-            return result
-        if lakefs.exists(final):
-            # same content already published (a re-run after a crash before commit)
-            lakefs.rm_tree(final)
-        lakefs.publish_dir(tmp, final)
-        result.store_path = final
-        return result
-    finally:
-        lakefs.rm_tree(tmp)
-
-
-def _build(
-    lakefs: LakeFS, tmp: str, plan: StackPlan, settings: StoreSettings, result: StackResult
-) -> None:
     with warnings.catch_warnings():
-        # zarr warns that variable-length strings have no frozen v3 spec yet: we accept that
         warnings.simplefilter("ignore")
-        _build_stack(lakefs, tmp, plan, settings, result)
+        group = zarr.open_group(lakefs.url(tmp), mode="w", storage_options=_opts(lakefs))
+        if plan.frame_dim == "none":
+            return StackDraft(tmp)
+        try:
+            _, pixels = _InstanceReader(lakefs).read(plan.first, pixels=True)
+        except (ImagelakeError, ValueError) as exc:
+            lakefs.rm_tree(tmp)
+            result = StackResult(plan.series_instance_uid, plan.number, plan.content_hash)
+            result.failures.append(_failure(plan.first, exc))
+            return result
+        assert pixels is not None
+        shape = (plan.n_frames, *pixels.array.shape[1:])
+        image = _create_image(group, plan, shape, pixels.array.dtype, settings)
+        return StackDraft(tmp, shape, str(pixels.array.dtype), int(image.shards[0]))
 
 
-def _build_stack(
-    lakefs: LakeFS, tmp: str, plan: StackPlan, settings: StoreSettings, result: StackResult
-) -> None:
+def frame_ranges(plan: StackPlan, draft: StackDraft, parts: int) -> list[tuple[int, int]]:
+    """Split a stack's frames into at most ``parts`` shard-aligned ranges.
+
+    Shards are separate objects, so writers of different ranges never touch the same
+    object. A multi-frame object (one instance) and a header-only stack are one range.
+    """
+    n = plan.n_frames
+    if parts <= 1 or len(plan.instances) < 2 or n <= draft.shard_frames:
+        return [(0, max(n, len(plan.instances)))] if plan.frame_dim != "none" else [(0, 0)]
+    shards = -(-n // draft.shard_frames)
+    per = -(-shards // min(parts, shards))
+    step = per * draft.shard_frames
+    return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
+
+
+def write_frames(
+    root: str,
+    storage_options: dict[str, Any],
+    draft: StackDraft,
+    plan: StackPlan,
+    start: int,
+    stop: int,
+) -> FramePart:
+    """Decode frames ``start:stop`` of a single-frame stack (or all of a multi-frame
+    object, or the headers of a header-only stack) and write them."""
+    lakefs = LakeFS(root, **storage_options)
     reader = _InstanceReader(lakefs)
-    group = zarr.open_group(lakefs.url(tmp), mode="w", storage_options=_opts(lakefs))
-    headers: list[bytes] = [b""] * len(plan.instances)
-    tags = _constant_tags(plan.instances)
-    result.frame_dim = plan.frame_dim
-    result.source_bytes = sum(i.size for i in plan.instances)
-    photometric = ""
+    part = FramePart()
     if plan.frame_dim == "none":
         for k, info in enumerate(plan.instances):
             try:
-                headers[k], _ = reader.read(info, pixels=False)
+                part.headers[k], _ = reader.read(info, pixels=False)
             except ImagelakeError as exc:
-                result.failures.append((info.sop_instance_uid, type(exc).__name__, str(exc)))
-        if result.failures:
-            return
-    else:
-        image: Any = None
-        batch: list[np.ndarray] = []
-        written = 0
-        for k, info in enumerate(plan.instances):
-            try:
-                headers[k], pixels = reader.read(info, pixels=True)
-            except (ImagelakeError, ValueError) as exc:
-                err = exc if isinstance(exc, ImagelakeError) else InvalidInputError(str(exc))
-                result.failures.append((info.sop_instance_uid, type(err).__name__, str(err)))
-                continue
-            assert pixels is not None
-            if image is None:
-                photometric = pixels.photometric_interpretation
-                shape = (plan.n_frames, *pixels.array.shape[1:])
-                image = _create_image(group, plan, shape, pixels.array.dtype, settings)
-                result.shape, result.dtype = shape, str(pixels.array.dtype)
-            if pixels.array.shape[1:] != image.shape[1:] or pixels.array.dtype != image.dtype:
-                result.failures.append(
-                    (
-                        info.sop_instance_uid,
-                        "PixelDataError",
-                        f"decoded {pixels.array.shape[1:]} {pixels.array.dtype}, the stack "
-                        f"holds {image.shape[1:]} {image.dtype}",
-                    )
+                part.failures.append(_failure(info, exc))
+        return part
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image: Any = zarr.open_array(
+            lakefs.url(f"{draft.tmp}/image"), mode="r+", storage_options=_opts(lakefs)
+        )
+    indices = range(len(plan.instances)) if len(plan.instances) == 1 else range(start, stop)
+    batch: list[np.ndarray] = []
+    written = start if len(plan.instances) > 1 else 0
+    for k in indices:
+        info = plan.instances[k]
+        try:
+            part.headers[k], pixels = reader.read(info, pixels=True)
+        except (ImagelakeError, ValueError) as exc:
+            part.failures.append(_failure(info, exc))
+            continue
+        assert pixels is not None
+        arr = pixels.array
+        if arr.shape[1:] != tuple(draft.shape[1:]) or str(arr.dtype) != draft.dtype:
+            part.failures.append(
+                (
+                    info.sop_instance_uid,
+                    "PixelDataError",
+                    f"decoded {arr.shape[1:]} {arr.dtype}, the stack holds "
+                    f"{tuple(draft.shape[1:])} {draft.dtype}",
                 )
-                continue
-            batch.append(pixels.array)
-            if sum(b.shape[0] for b in batch) >= image.chunks[0] or k == len(plan.instances) - 1:
-                block = np.concatenate(batch) if len(batch) > 1 else batch[0]
-                image[written : written + block.shape[0]] = block
-                written += block.shape[0]
-                batch = []
+            )
+            continue
+        if part.photometric_interpretation not in ("", pixels.photometric_interpretation):
+            part.failures.append(
+                (
+                    info.sop_instance_uid,
+                    "PixelDataError",
+                    f"decoded as {pixels.photometric_interpretation}, the stack holds "
+                    f"{part.photometric_interpretation}",
+                )
+            )
+            continue
+        part.photometric_interpretation = pixels.photometric_interpretation
+        batch.append(arr)
+        if sum(b.shape[0] for b in batch) >= draft.shard_frames or k == indices[-1]:
+            block = np.concatenate(batch) if len(batch) > 1 else batch[0]
+            image[written : written + block.shape[0]] = block
+            written += block.shape[0]
+            batch = []
+    return part
+
+
+def finish_stack(
+    root: str,
+    storage_options: dict[str, Any],
+    draft: StackDraft,
+    plan: StackPlan,
+    parts: list[FramePart],
+) -> StackResult:
+    """Write coordinates, headers and attributes, consolidate, hash, and publish.
+
+    With failures in any part, nothing is published and the temporary tree is removed.
+    """
+    lakefs = LakeFS(root, **storage_options)
+    result = StackResult(plan.series_instance_uid, plan.number, plan.content_hash)
+    result.frame_dim = plan.frame_dim
+    result.source_bytes = sum(i.size for i in plan.instances)
+    try:
+        result.failures = [f for p in parts for f in p.failures]
+        photometrics = {p.photometric_interpretation for p in parts} - {""}
+        if len(photometrics) > 1:
+            result.failures.append(
+                (
+                    plan.first.sop_instance_uid,
+                    "PixelDataError",
+                    f"mixed colour spaces {photometrics}",
+                )
+            )
         if result.failures:
-            return
-        if written != plan.n_frames:
-            raise StoreError(f"wrote {written} frames of {plan.n_frames}")
+            return result
+        headers: dict[int, bytes] = {}
+        for p in parts:
+            headers.update(p.headers)
+        if len(headers) != len(plan.instances):
+            raise StoreError(f"got headers of {len(headers)} of {len(plan.instances)} instances")
+        photometric = photometrics.pop() if photometrics else ""
+        with warnings.catch_warnings():
+            # zarr warns that variable-length strings have no frozen v3 spec: we accept that
+            warnings.simplefilter("ignore")
+            _finish(
+                lakefs, draft, plan, [headers[k] for k in range(len(plan.instances))], photometric
+            )
+        result.shape, result.dtype = draft.shape, draft.dtype
+        result.photometric_interpretation = photometric
+        result.manifest_sha256 = write_manifest(
+            lakefs,
+            draft.tmp,
+            sources={i.sop_instance_uid: i.sha256 for i in plan.instances},
+            extra={"layout_version": LAYOUT_VERSION, "content_hash": plan.content_hash},
+        )
+        result.stored_bytes = sum(
+            lakefs.size(f"{draft.tmp}/{rel}") for rel in lakefs.walk_files(draft.tmp)
+        )
+        final = stack_store_path(plan)
+        if lakefs.exists(final):
+            # same content already published (a re-run after a crash before commit)
+            lakefs.rm_tree(final)
+        lakefs.publish_dir(draft.tmp, final)
+        result.store_path = final
+        return result
+    finally:
+        lakefs.rm_tree(draft.tmp)
+
+
+def _finish(
+    lakefs: LakeFS, draft: StackDraft, plan: StackPlan, headers: list[bytes], photometric: str
+) -> None:
+    group = zarr.open_group(lakefs.url(draft.tmp), mode="r+", storage_options=_opts(lakefs))
+    tags = _constant_tags(plan.instances)
+    if plan.frame_dim != "none":
         coords = _frame_coords(plan)
+        image: Any = group["image"]
         image.attrs.update(_image_attrs(plan, coords, tags))
         _write_coords(group, plan, coords)
     _write_headers(group, headers)
-    result.photometric_interpretation = photometric
     group.attrs.update(_group_attrs(plan, tags, photometric))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        zarr.consolidate_metadata(group.store)
-    result.manifest_sha256 = write_manifest(
-        lakefs,
-        tmp,
-        sources={i.sop_instance_uid: i.sha256 for i in plan.instances},
-        extra={"layout_version": LAYOUT_VERSION, "content_hash": plan.content_hash},
-    )
-    result.stored_bytes = sum(lakefs.size(f"{tmp}/{rel}") for rel in lakefs.walk_files(tmp))
+    zarr.consolidate_metadata(group.store)
+
+
+def abandon_stack(root: str, storage_options: dict[str, Any], draft: StackDraft) -> None:
+    """Remove a draft that will not be finished."""
+    LakeFS(root, **storage_options).rm_tree(draft.tmp)
+
+
+def build_stack(
+    root: str, storage_options: dict[str, Any], plan: StackPlan, settings: StoreSettings
+) -> StackResult:
+    """Decode a stack's pixels, write its store under ``.tmp/`` and publish it (serially;
+    ingest runs :func:`write_frames` of one big stack in parallel instead)."""
+    draft = begin_stack(root, storage_options, plan, settings)
+    if isinstance(draft, StackResult):
+        return draft
+    n = max(plan.n_frames, len(plan.instances))
+    part = write_frames(root, storage_options, draft, plan, 0, n)
+    return finish_stack(root, storage_options, draft, plan, [part])
 
 
 def _opts(lakefs: LakeFS) -> dict[str, Any] | None:
