@@ -10,6 +10,10 @@ process); the queries then run on ``index/*.parquet``.
 Each query is checked first: imagelake, DuckDB and pandas must return the same series.
 Then they are timed alternately after a warm-up (the order rotates every round), and the
 script prints medians, min–max, the per-round ratio peer/imagelake, versions and machine.
+imagelake runs three ways: as ``query()`` is used (one reader per lake: footer, series
+table and filter columns cached), with a reader that caches no columns, and with a fresh
+reader per query (nothing cached but the OS page cache — DuckDB's and pandas' situation).
+All return pandas DataFrames of full series rows.
 
     python benchmarks/query_index.py                 # 1M instances, 2,000 series
     python benchmarks/query_index.py --full          # 5M instances, 10,000 series
@@ -370,12 +374,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--lake", type=Path, default=None, help="keep the lake here (reused)")
     p.add_argument("--workers", type=int, default=1, help="write_snapshot worker processes")
+    p.add_argument(
+        "--reuse-index", action="store_true", help="keep an existing index/ (no write_snapshot)"
+    )
     args = p.parse_args(argv)
     n_inst = args.instances or (5_000_000 if args.full else 1_000_000)
     n_series = args.series or (10_000 if args.full else 2_000)
 
     import duckdb
     import pyarrow
+    import pyarrow.parquet as pq
 
     warnings.filterwarnings("ignore", message="The inplace keyword")
 
@@ -404,20 +412,30 @@ def main(argv: list[str] | None = None) -> int:
             f"registry: built {n_series:,} series / {n_inst:,} instances in "
             f"{time.perf_counter() - t:.1f} s (SQLite, {os.path.getsize(root / 'registry.sqlite') / 1e6:.0f} MB)"
         )
-    seconds, rss = timed_snapshot(root, args.workers)
     index = root / "index"
-    sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(index.glob("*.parquet"))}
-    import pyarrow.parquet as pq
-
+    if args.reuse_index and (index / "_snapshot.json").exists():
+        info = json.loads((index / "_snapshot.json").read_text())
+        print(
+            f"write_snapshot: skipped (--reuse-index); the index was written in "
+            f"{info['seconds']:.1f} s at {info['written_at']}"
+        )
+    else:
+        seconds, rss = timed_snapshot(root, args.workers)
+        rows = pq.ParquetFile(index / "instances.parquet").metadata.num_rows
+        print(
+            f"write_snapshot(workers={args.workers}): {seconds:.1f} s ({rows / seconds:,.0f} "
+            f"instances/s), peak RSS of the snapshot process {rss / 1024:.0f} MiB"
+        )
     meta = pq.ParquetFile(index / "instances.parquet").metadata
+    sizes = {f.name: f.stat().st_size / 1e6 for f in sorted(index.glob("*.parquet"))}
     print(
-        f"write_snapshot(workers={args.workers}): {seconds:.1f} s for {meta.num_rows:,} instances "
-        f"({meta.num_rows / seconds:,.0f} rows/s), peak RSS of the process {rss / 1024:.0f} MiB; "
-        f"instances.parquet {sizes['instances.parquet']:.1f} MB, {meta.num_columns} columns, "
-        f"{meta.num_row_groups} row groups; series.parquet {sizes['series.parquet']:.2f} MB"
+        f"index: {meta.num_rows:,} instances, instances.parquet {sizes['instances.parquet']:.1f} MB "
+        f"({meta.num_columns} columns, {meta.num_row_groups} row groups), "
+        f"series.parquet {sizes['series.parquet']:.2f} MB"
     )
 
     lake = LakeFS(root)
+    uncached = IndexReader(lake, cache_bytes=0)
     con = duckdb.connect()
     print(f"\ntiming: {args.rounds} alternating rounds after 2 warm-ups each; seconds → ms")
     for title, q in QUERIES.items():
@@ -431,6 +449,7 @@ def main(argv: list[str] | None = None) -> int:
         times = bench(
             {
                 "imagelake": lambda q=q: query(lake, q["filters"]),
+                "imagelake (no column cache)": lambda q=q: uncached.query(q["filters"]),
                 "imagelake (fresh reader)": lambda q=q: IndexReader(lake).query(q["filters"]),
                 "duckdb": lambda q=q: run_duckdb(con, index, q),
                 "pandas": lambda q=q: run_pandas(index, q),
@@ -442,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, ts in times.items():
             ratio = statistics.median(b / a for a, b in zip(base, ts, strict=True))
             print(
-                f"  {name:26s} median {statistics.median(ts) * 1e3:8.2f} ms "
+                f"  {name:28s} median {statistics.median(ts) * 1e3:8.2f} ms "
                 f"(min {min(ts) * 1e3:7.2f}, max {max(ts) * 1e3:8.2f})  "
                 f"× imagelake: {ratio:5.2f}"
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -189,6 +190,25 @@ def db(lake: LakeFS) -> Iterator[Database]:
 @pytest.fixture
 def factory(db: Database) -> RegistryFactory:
     return RegistryFactory(db)
+
+
+@pytest.fixture
+def pg_db(request: pytest.FixtureRequest) -> Iterator[Database]:
+    """An empty registry in a fresh schema of the PostgreSQL test server."""
+    url = request.getfixturevalue("pg_url")  # skips (fails under CI=true) without a server
+    schema = f"ix_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = sa.engine.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+    database = Database(scoped.render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def ct_tags(i: int, *, thickness: float, current: int, **extra: Any) -> dict[str, Any]:

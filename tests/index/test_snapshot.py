@@ -15,6 +15,7 @@ from conftest import Indexed, RegistryFactory, ct_tags
 from imagelake import model
 from imagelake._fs import LakeFS
 from imagelake.db import Database
+from imagelake.errors import ConfigError
 from imagelake.index import INDEX_SCHEMA_VERSION, query, write_snapshot
 from imagelake.index._columns import INSTANCE_COLUMNS
 
@@ -101,6 +102,7 @@ def test_instance_columns_fixed_then_tags_typed(indexed: Indexed) -> None:
     assert all(r["XRayTubeCurrent"] is None for r in mr)
 
 
+@pytest.mark.slow  # starts two worker processes
 def test_batches_and_workers_do_not_change_the_result(
     lake: LakeFS, db: Database, factory: RegistryFactory, tmp_path: Path
 ) -> None:
@@ -224,3 +226,41 @@ def test_duckdb_reads_the_index(indexed: Indexed) -> None:
         "WHERE XRayTubeCurrent >= 450)"
     ).fetchall()
     assert {r[0] for r in got} == {indexed.uids["S4"]}
+
+
+def test_object_store_lake(db: Database, factory: RegistryFactory) -> None:
+    """A lake on a non-local fsspec file system (memory://) is written and queried alike."""
+    study, _ = factory.study()
+    sid, uid, stacks = factory.series(study, modality="CT", params={"slice_thickness": 1.0})
+    factory.instances(sid, stacks[0], [ct_tags(i, thickness=1.0, current=300) for i in range(3)])
+    remote = LakeFS("memory://imagelake-test-lake")
+    try:
+        written = write_snapshot(db, remote, batch_rows=2)
+        assert written["instances"] == "memory:///imagelake-test-lake/index/instances.parquet"
+        frame = query(remote, {"Modality": "CT", "XRayTubeCurrent": 300})
+        assert frame["series_instance_uid"].tolist() == [uid]
+        assert frame["store_urls"][0] == [
+            f"memory:///imagelake-test-lake/stores/dicom/{uid}-1.zarr"
+        ]
+        assert len(query(remote, level="instances")) == 3
+    finally:
+        remote.rm_tree("")
+
+
+def test_bad_arguments(lake: LakeFS, db: Database) -> None:
+    with pytest.raises(ConfigError, match="at least 1"):
+        write_snapshot(db, lake, workers=0)
+
+
+@pytest.mark.postgres
+def test_postgres_registry_gives_the_same_index(
+    pg_db: Database, indexed: Indexed, tmp_path: Path
+) -> None:
+    """The same registry content on PostgreSQL (JSON decoded by the driver, aware datetimes,
+    REPEATABLE READ) snapshots to the same files as on SQLite."""
+    lake = LakeFS(tmp_path / "pg-lake")
+    factory = RegistryFactory(pg_db)
+    Indexed(lake, pg_db, factory)
+    write_snapshot(pg_db, lake, batch_rows=3)
+    for name in FILES:
+        assert read(lake, name).equals(read(indexed.lake, name)), name

@@ -2,7 +2,7 @@
 
 :func:`write_snapshot` writes ``index/series.parquet`` (one row per series: keys, series
 and image-parameter columns, counts, store paths), ``index/instances.parquet`` (one row per
-instance with one typed column per DICOM tag), ``raw.parquet``, ``links.parquet``,
+instance, one typed column per DICOM tag), ``raw.parquet``, ``links.parquet``,
 ``measures.parquet`` and ``_snapshot.json``, each replaced atomically. DuckDB, pandas, Dask
 and Intake read them directly.
 
@@ -13,7 +13,8 @@ and Intake read them directly.
     ...                "Manufacturer": "SIEM*", "XRayTubeCurrent": "300:"})
     >>> query(lakefs, parse_filters(["Modality=CT", "StudyDate=20200101-20201231"]))
 
-Filter values (see :mod:`imagelake.index._filters` for the details):
+A field is a column of ``series.parquet`` or its DICOM keyword (these win), or a tag of
+``instances.parquet``; ``series.`` / ``instances.`` prefixes choose explicitly. Values:
 
 * scalar — equality; text is case-insensitive with DICOM wildcards ``*`` and ``?``, and a
   multi-valued tag matches when any one of its values does (``ImageType="LOCALIZER"``);
@@ -21,6 +22,10 @@ Filter values (see :mod:`imagelake.index._filters` for the details):
 * ``(lo, hi)`` — inclusive range, ``None`` for an open end (numbers, dates, timestamps);
 * ``"lo:hi"`` numeric range, ``"YYYYMMDD-YYYYMMDD"`` DICOM date range;
 * callable — takes the column as a :class:`pandas.Series`, returns a boolean mask.
+
+:class:`IndexReader` is what :func:`query` uses underneath (one per lake): it keeps the
+series table, the instances file's footer and the columns filtered on, until a new
+snapshot replaces the files.
 """
 
 from imagelake.index._filters import parse_filters

@@ -30,7 +30,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
 from imagelake.errors import QueryError
 from imagelake.index._layout import MULTI_VALUE_SEPARATOR
@@ -129,6 +128,13 @@ class Condition:
 
     def mask(self, column: Array) -> Array:
         """Boolean mask of the rows of ``column`` that satisfy the condition (no nulls)."""
+        if not callable(self.value):
+            # a row's answer depends on its value alone: decide once per distinct value
+            if isinstance(column, pa.ChunkedArray) and pa.types.is_dictionary(column.type):
+                chunks = [self.mask(chunk) for chunk in column.chunks]
+                return pa.chunked_array(chunks, pa.bool_())
+            if isinstance(column, pa.DictionaryArray):
+                return pc.fill_null(pc.take(self.mask(column.dictionary), column.indices), False)
         try:
             out = _mask(column, self.value)
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError) as exc:
@@ -138,23 +144,21 @@ class Condition:
             ) from exc
         return pc.fill_null(out, False)
 
-    def expression(self, kind: pa.DataType) -> ds.Expression | None:
-        """An equivalent Arrow dataset expression (for Parquet push-down), when one is cheap."""
-        if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+    def bounds(self, kind: pa.DataType) -> tuple[Any, Any] | None:
+        """``(lo, hi)`` every matching value of a numeric column lies in (None: unbounded).
+
+        Used to skip Parquet row groups by their statistics; None when the condition
+        gives no such bound (text, callables, non-numeric values).
+        """
+        if not _is_numeric_type(kind):
             return None
         value = _shape(self.value)
-        f = ds.field(self.column)
         if isinstance(value, Range) and _all_numbers((value.lo, value.hi)):
-            expr: ds.Expression | None = None
-            if value.lo is not None:
-                expr = f >= value.lo
-            if value.hi is not None:
-                expr = (f <= value.hi) if expr is None else expr & (f <= value.hi)
-            return expr if expr is not None else f.is_valid()
+            return (value.lo, value.hi)
         if _is_number(value):
-            return f == value
+            return (value, value)
         if isinstance(value, list) and value and _all_numbers(value, allow_none=False):
-            return f.isin(value)
+            return (min(value), max(value))
         return None
 
 
@@ -298,12 +302,6 @@ def _numeric_view(column: Array) -> Array:
 
 
 def _match_text(column: Array, pattern: str) -> Array:
-    if isinstance(column, pa.ChunkedArray):
-        chunks = [_match_text(c, pattern) for c in column.chunks]
-        return pa.chunked_array(chunks, pa.bool_())
-    if isinstance(column, pa.DictionaryArray):
-        # match each distinct value once, then spread the answer over the rows
-        return pc.take(_match_text(column.dictionary, pattern), column.indices)
     return pc.match_substring_regex(column, wildcard_regex(pattern), ignore_case=True)
 
 

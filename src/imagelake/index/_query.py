@@ -1,12 +1,17 @@
 """Query the index: filters on series columns, their DICOM keywords, or any instance tag.
 
-Reading is lazy and narrow. ``series.parquet`` (one row per series, small) is read whole
-and kept; ``instances.parquet`` is opened as an Arrow dataset whose footer is parsed
-once, and each query reads only ``series_id`` and the columns it filters on, with
-numeric conditions pushed down to Parquet row-group statistics. Both are kept per
-:class:`IndexReader` and re-read when the file's identity (inode, mtime and size, or the
-object store's ETag) changes — a snapshot replaces files by rename, so a changed file is
-always a new, complete one.
+Reading is narrow and cached (:mod:`imagelake.index._files`). ``series.parquet`` (one row
+per series, small) is read whole once, as an Arrow table for filtering and a pandas frame
+for answers. For ``instances.parquet`` the footer is parsed once; a query needs only
+``series_id`` and the columns it filters on (plus those it returns), only from the row
+groups whose statistics can hold a match (the file is sorted by series, and numeric
+conditions bound each tag); the filter columns are decoded once and kept, within a
+memory budget.
+
+What is cached belongs to one :class:`IndexReader` and is keyed by the file's identity
+(inode, mtime and size; or the object store's ETag). Locally the file is opened first and
+its identity taken from the open handle, so cached footer and file always agree: a
+snapshot replaces files by rename, so a changed file is a new, complete one.
 """
 
 from __future__ import annotations
@@ -15,17 +20,16 @@ import difflib
 import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from imagelake._fs import LakeFS
 from imagelake.errors import QueryError
+from imagelake.index._files import DEFAULT_CACHE_BYTES, InstancesFile, SeriesFile
 from imagelake.index._filters import Condition, combine
 from imagelake.index._layout import (
     INSTANCES_FILE,
@@ -39,12 +43,8 @@ __all__ = ["IndexReader", "Level", "query"]
 
 Level = Literal["series", "instances"]
 _LEVELS = ("series", "instances")
-
-
-@dataclass(frozen=True)
-class _Opened:
-    stamp: tuple[Any, ...]
-    value: Any
+#: series.parquet's list columns (``store_urls`` is added when read).
+_LIST_COLUMNS = ("stores", "store_urls")
 
 
 class IndexReader:
@@ -54,124 +54,86 @@ class IndexReader:
     ----------
     lakefs
         The lake whose ``index/`` to read.
+    cache_bytes
+        Memory for decoded instance columns that queries filter on, kept for the next
+        queries (0 to keep none).
 
     Notes
     -----
     Safe to share between threads. :func:`query` keeps one reader per lake for you.
     """
 
-    def __init__(self, lakefs: LakeFS) -> None:
+    def __init__(self, lakefs: LakeFS, *, cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.lakefs = lakefs
+        self.cache_bytes = cache_bytes
         self._lock = threading.Lock()
-        self._cache: dict[str, _Opened] = {}
+        self._series: SeriesFile | None = None
+        self._instances: InstancesFile | None = None
 
     # -- files ------------------------------------------------------------------------
-    def _stamp(self, rel: str) -> tuple[Any, ...]:
+    def _open(self, rel: str) -> tuple[IO[bytes], tuple[Any, ...]]:
+        """An open file and its identity (taken from the handle where the disk allows)."""
         path = self.lakefs.path(rel)
         try:
             if self.lakefs.is_local:
-                st = os.stat(path)
-                return (st.st_ino, st.st_mtime_ns, st.st_size)
+                fh: IO[bytes] = open(path, "rb")  # noqa: SIM115 - closed by the caller
+                st = os.fstat(fh.fileno())
+                return fh, (st.st_ino, st.st_mtime_ns, st.st_size)
             info = self.lakefs.fs.info(path)
+            keys = ("ETag", "etag", "mtime", "LastModified")
+            tag = next((info[k] for k in keys if k in info), None)
+            return self.lakefs.fs.open(path, "rb"), (str(tag), info.get("size"))
         except FileNotFoundError:
             raise QueryError(
-                f"the lake at {self.lakefs.url()} has no index ({rel} is missing); build it with "
-                "imagelake.index.write_snapshot(db, lakefs) or `imagelake index`"
+                f"the lake at {self.lakefs.url()} has no index ({rel} is missing); ingest writes "
+                "it, or build it from the registry with Lake.refresh() or "
+                "imagelake.index.write_snapshot(db, lakefs)"
             ) from None
-        tag = next((info[k] for k in ("ETag", "etag", "mtime", "LastModified") if k in info), None)
-        return (str(tag), info.get("size"))
 
-    def _open(self, rel: str, load: Any) -> Any:
-        stamp = self._stamp(rel)
+    def _series_file(self) -> SeriesFile:
+        """series.parquet, read once per version of the file."""
+        fh, stamp = self._open(SERIES_FILE)
+        with fh:
+            cached = self._series
+            if cached is not None and cached.stamp == stamp:
+                return cached
+            table = pq.read_table(fh)
+        urls = [[self.lakefs.url(p) for p in paths] for paths in table.column("stores").to_pylist()]
+        table = table.append_column("store_urls", pa.array(urls, pa.list_(pa.string())))
+        # lists stay in the table (handed out as fresh Python lists per answer)
+        frame = table.drop_columns(list(_LIST_COLUMNS)).to_pandas()
+        loaded = SeriesFile(stamp, table, frame)
         with self._lock:
-            found = self._cache.get(rel)
-        if found is not None and found.stamp == stamp:
-            return found.value
-        value = load(self.lakefs.path(rel))
+            self._series = loaded
+        return loaded
+
+    def _instances_file(self) -> tuple[IO[bytes], InstancesFile]:
+        """instances.parquet opened for one query, and its footer (cached)."""
+        fh, stamp = self._open(INSTANCES_FILE)
+        try:
+            cached = self._instances
+            if cached is not None and cached.stamp == stamp:
+                return fh, cached
+            parquet = pq.ParquetFile(fh)
+        except BaseException:
+            fh.close()
+            raise
+        loaded = InstancesFile(stamp, parquet.metadata, parquet.schema_arrow, self.cache_bytes)
         with self._lock:
-            self._cache[rel] = _Opened(stamp, value)
-        return value
+            self._instances = loaded
+        return fh, loaded
 
-    def _filesystem(self) -> Any:
-        return None if self.lakefs.is_local else self.lakefs.fs
-
-    def series_table(self) -> pa.Table:
-        """All of ``series.parquet``."""
-        return self._open(SERIES_FILE, lambda p: pq.read_table(p, filesystem=self._filesystem()))
-
-    def instances_dataset(self) -> ds.Dataset:
-        """``instances.parquet`` as a dataset (footer parsed once)."""
-
-        def load(path: str) -> ds.Dataset:
-            dataset = ds.dataset(path, format="parquet", filesystem=self._filesystem())
-            for fragment in dataset.get_fragments():
-                fragment.ensure_complete_metadata()
-            return dataset
-
-        return self._open(INSTANCES_FILE, load)
+    def instance_schema(self) -> pa.Schema:
+        """The Arrow schema of ``instances.parquet``."""
+        fh, opened = self._instances_file()
+        fh.close()
+        return opened.schema
 
     # -- names ------------------------------------------------------------------------
     def resolve(self, name: str, level: str | None = None) -> tuple[str, str]:
-        """``(level, column)`` a field name refers to.
-
-        Series columns win over instance tags of the same meaning (``SliceThickness`` is the
-        series' ``slice_thickness``); write ``instances.SliceThickness`` to filter on the tag.
-        """
-        if level is None and "." in name:
-            prefix, _, rest = name.partition(".")
-            if prefix in _LEVELS:
-                return self.resolve(rest, prefix)
-        series = self.series_table().column_names
-        instances = self.instances_dataset().schema.names
-        candidates: list[tuple[str, str]] = []
-        if level in (None, "series"):
-            if name in series:
-                return ("series", name)
-            if name in KEYWORD_COLUMNS and KEYWORD_COLUMNS[name] in series:
-                return ("series", KEYWORD_COLUMNS[name])
-            candidates += [("series", c) for c in series]
-            candidates += [("series", k) for k, c in KEYWORD_COLUMNS.items() if c in series]
-        if level in (None, "instances"):
-            tag = normalize_tag_key(name)
-            if tag in instances:
-                return ("instances", tag)
-            candidates += [("instances", c) for c in instances]
-        # a unique case-insensitive match, with the same preference for series columns
-        for where in _LEVELS:
-            folded = {
-                KEYWORD_COLUMNS.get(c, c) if where == "series" else c
-                for lv, c in candidates
-                if lv == where and c.lower() == name.lower()
-            }
-            if len(folded) == 1:
-                return (where, folded.pop())
-            if folded:
-                break
-        raise QueryError(self._unknown(name, level, series, instances, candidates))
-
-    @staticmethod
-    def _unknown(
-        name: str,
-        level: str | None,
-        series: Sequence[str],
-        instances: Sequence[str],
-        candidates: Sequence[tuple[str, str]],
-    ) -> str:
-        names = sorted({c for _, c in candidates})
-        close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
-        close += [c for c in names if c.lower() == name.lower() and c not in close]
-        where = f"{level} " if level else ""
-        hint = f"did you mean {', '.join(close)}? " if close else ""
-        keywords = [k for k in ("Modality", "Manufacturer", "SliceThickness") if k in names]
-        tags = [c for c in instances if c[:1].isupper() or is_private_tag(c)]
-        examples = [c for c in ("modality", "manufacturer", "slice_thickness") if c in series]
-        return (
-            f"unknown {where}field {name!r}; {hint}"
-            f"fields are the columns of index/series.parquet (e.g. "
-            f"{', '.join(examples)}, … {len(series)} in all), "
-            f"their DICOM keywords ({', '.join(keywords)}, …) and the {len(tags)} tags of "
-            f"index/instances.parquet"
-        )
+        """``(level, column)`` a field name refers to (see :func:`query`)."""
+        instances = self.instance_schema().names
+        return _resolve(name, level, self._series_file().table.column_names, instances)
 
     # -- query ------------------------------------------------------------------------
     def query(
@@ -184,83 +146,49 @@ class IndexReader:
         """Rows of the index that satisfy every filter; see :func:`query`."""
         if level not in _LEVELS:
             raise QueryError(f"level must be one of {', '.join(_LEVELS)}, not {level!r}")
-        conditions = []
-        for name, value in (filters or {}).items():
-            where, column = self.resolve(name)
-            conditions.append(Condition(name, column, where, value))
-        series = self.series_table()
-        on_series = [c for c in conditions if c.level == "series"]
-        on_instances = [c for c in conditions if c.level == "instances"]
-        keep = combine([c.mask(series.column(c.column)) for c in on_series])
-        chosen = series if keep is None else series.filter(keep)
-        if level == "series":
-            if on_instances and chosen.num_rows:
-                hits = self._scan(on_instances, chosen, ["series_id"], narrowed=keep is not None)
-                chosen = chosen.filter(pc.is_in(chosen.column("series_id"), pc.unique(hits[0])))
-            return self._series_frame(chosen, columns)
-        wanted = self._instance_columns(columns)
-        if not chosen.num_rows:
-            table = self.instances_dataset().schema.empty_table().select(wanted)
-        else:
-            table = self._scan(on_instances, chosen, wanted, narrowed=keep is not None)
+        series = self._series_file()
+        fh, instances = self._instances_file()
+        with fh:
+            names = (series.table.column_names, instances.schema.names)
+            conditions = []
+            for name, value in (filters or {}).items():
+                where, column = _resolve(name, None, *names)
+                conditions.append(Condition(name, column, where, value))
+            on_series = [c for c in conditions if c.level == "series"]
+            on_instances = [c for c in conditions if c.level == "instances"]
+            keep = combine([c.mask(series.table.column(c.column)) for c in on_series])
+            ids = series.table.column("series_id")
+            chosen = ids if keep is None else ids.filter(keep)
+            if level == "series":
+                if on_instances and len(chosen):
+                    hits = _scan(fh, instances, on_instances, chosen, ["series_id"])
+                    found = pc.unique(hits.column("series_id"))
+                    chosen = found if keep is None else found.filter(pc.is_in(found, chosen))
+                return self._series_frame(series, chosen, columns)
+            wanted = (
+                list(instances.schema.names)
+                if columns is None
+                else [_resolve(c, "instances", *names)[1] for c in columns]
+            )
+            table = _scan(fh, instances, on_instances, chosen, wanted)
+            if keep is not None:
+                table = table.filter(pc.is_in(table.column("series_id"), chosen))
+            table = table.select(wanted)
         return self._instances_frame(table)
 
-    def _scan(
-        self,
-        conditions: Sequence[Condition],
-        series: pa.Table,
-        wanted: Sequence[str],
-        *,
-        narrowed: bool,
-    ) -> pa.Table:
-        """Instance rows of ``series`` satisfying ``conditions``: columns ``wanted``."""
-        dataset = self.instances_dataset()
-        schema = dataset.schema
-        expr: ds.Expression | None = None
-        rest: list[Condition] = []
-        for c in conditions:
-            e = c.expression(schema.field(c.column).type)
-            if e is None:
-                rest.append(c)
-            else:
-                expr = e if expr is None else expr & e
-        ids = series.column("series_id")
-        if narrowed:
-            # the index is sorted by series: a bound prunes row groups, is_in does the rest
-            ids_expr = (ds.field("series_id") >= pc.min(ids).as_py()) & (
-                ds.field("series_id") <= pc.max(ids).as_py()
-            )
-            expr = ids_expr if expr is None else expr & ids_expr
-        needed = list(dict.fromkeys([*wanted, "series_id", *(c.column for c in rest)]))
-        table = dataset.to_table(columns=needed, filter=expr)
-        masks = [c.mask(table.column(c.column)) for c in rest]
-        if narrowed:
-            masks.append(pc.is_in(table.column("series_id"), ids))
-        keep = combine(masks)
-        if keep is not None:
-            table = table.filter(keep)
-        return table.select(list(wanted))
-
-    def _instance_columns(self, columns: Sequence[str] | None) -> list[str]:
-        names = self.instances_dataset().schema.names
+    def _series_frame(
+        self, series: SeriesFile, ids: pa.Array | pa.ChunkedArray, columns: Sequence[str] | None
+    ) -> pd.DataFrame:
+        table_names = series.table.column_names
         if columns is None:
-            return list(names)
-        return [self.resolve(name, "instances")[1] for name in columns]
-
-    def _series_frame(self, table: pa.Table, columns: Sequence[str] | None) -> pd.DataFrame:
-        if columns is None:
-            names = [*table.column_names, "store_urls"]
+            names = list(table_names)
         else:
-            names = [
-                "store_urls" if c == "store_urls" else self.resolve(c, "series")[1] for c in columns
-            ]
-        have = [n for n in names if n != "store_urls"]
-        frame = table.select(have).to_pandas()
-        if "stores" in frame:
-            frame["stores"] = [list(x) for x in frame["stores"]]
-        if "store_urls" in names:
-            stores = table.column("stores").to_pylist()
-            frame["store_urls"] = [[self.lakefs.url(p) for p in s] for s in stores]
+            names = [_resolve(c, "series", table_names, ())[1] for c in columns]
+        rows = pc.is_in(series.table.column("series_id"), ids)
+        frame = series.frame.loc[rows.to_numpy(zero_copy_only=False)].reset_index(drop=True)
+        for name in _LIST_COLUMNS:
+            if name in names:
+                frame[name] = series.table.column(name).filter(rows).to_pylist()
         return frame[names]
 
     def _instances_frame(self, table: pa.Table) -> pd.DataFrame:
@@ -269,6 +197,107 @@ class IndexReader:
             urls = {p: self.lakefs.url(p) for p in frame["stack_path"].dropna().unique()}
             frame["stack_url"] = frame["stack_path"].map(urls)
         return frame
+
+
+def _scan(
+    fh: IO[bytes],
+    instances: InstancesFile,
+    conditions: Sequence[Condition],
+    series_ids: pa.Array | pa.ChunkedArray,
+    wanted: Sequence[str],
+) -> pa.Table:
+    """Instance rows satisfying ``conditions``, from the row groups that may hold
+    ``series_ids``; the columns ``wanted`` plus ``series_id``."""
+    schema = instances.schema
+    filtered = list(dict.fromkeys(["series_id", *(c.column for c in conditions)]))
+    needed = list(dict.fromkeys([*wanted, *filtered]))
+    if not len(series_ids):
+        return schema.empty_table().select(needed)
+    # the file is sorted by series: their id span prunes row groups, as do numeric bounds
+    bounds = {"series_id": (pc.min(series_ids).as_py(), pc.max(series_ids).as_py())}
+    for c in conditions:
+        found = c.bounds(schema.field(c.column).type)
+        if found is not None:
+            bounds[c.column] = found
+    groups = instances.row_groups(bounds)
+    if not groups:
+        return schema.empty_table().select(needed)
+    # text is read as dictionaries: decoded, and matched, once per distinct value
+    text = [c for c in filtered if pa.types.is_string(schema.field(c).type)]
+    table = instances.read(fh, groups, needed, cached=filtered, dictionary=text)
+    keep = combine([c.mask(table.column(c.column)) for c in conditions])
+    if keep is not None:
+        table = table.filter(keep)
+    for name in text:
+        if name in wanted:
+            i = table.column_names.index(name)
+            table = table.set_column(i, name, pc.cast(table.column(name), pa.string()))
+    return table
+
+
+def _resolve(
+    name: str, level: str | None, series: Sequence[str], instances: Sequence[str]
+) -> tuple[str, str]:
+    """``(level, column)`` of a field, given the columns of both files.
+
+    Series columns win over instance tags of the same meaning (``SliceThickness`` is the
+    series' ``slice_thickness``); ``instances.SliceThickness`` names the tag.
+    """
+    if level is None and "." in name:
+        prefix, _, rest = name.partition(".")
+        if prefix in _LEVELS:
+            return _resolve(rest, prefix, series, instances)
+    candidates: list[tuple[str, str]] = []
+    if level in (None, "series"):
+        if name in series:
+            return ("series", name)
+        if name in KEYWORD_COLUMNS and KEYWORD_COLUMNS[name] in series:
+            return ("series", KEYWORD_COLUMNS[name])
+        candidates += [("series", c) for c in series]
+        candidates += [("series", k) for k, c in KEYWORD_COLUMNS.items() if c in series]
+    if level in (None, "instances"):
+        tag = normalize_tag_key(name)
+        if tag in instances:
+            return ("instances", tag)
+        candidates += [("instances", c) for c in instances]
+    # a unique case-insensitive match, with the same preference for series columns
+    for where in _LEVELS:
+        folded = {
+            KEYWORD_COLUMNS.get(c, c) if where == "series" else c
+            for lv, c in candidates
+            if lv == where and c.lower() == name.lower()
+        }
+        if len(folded) == 1:
+            return (where, folded.pop())
+        if folded:
+            break
+    raise QueryError(_unknown(name, level, series, instances, candidates))
+
+
+def _unknown(
+    name: str,
+    level: str | None,
+    series: Sequence[str],
+    instances: Sequence[str],
+    candidates: Sequence[tuple[str, str]],
+) -> str:
+    names = sorted({c for _, c in candidates})
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    close += [c for c in names if c.lower() == name.lower() and c not in close]
+    where = f"{level} " if level else ""
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    keywords = [k for k in ("Modality", "Manufacturer", "SliceThickness") if k in names]
+    examples = [c for c in ("modality", "manufacturer", "slice_thickness") if c in names]
+    tags = [c for c in instances if c[:1].isupper() or is_private_tag(c)]
+    valid = []
+    if examples:
+        valid.append(
+            f"the columns of index/series.parquet (e.g. {', '.join(examples)}, … "
+            f"{len(series)} in all) and their DICOM keywords ({', '.join(keywords)}, …)"
+        )
+    if level in (None, "instances"):
+        valid.append(f"the {len(tags)} tags of index/instances.parquet")
+    return f"unknown {where}field {name!r}; {hint}valid fields are {' and '.join(valid)}"
 
 
 _READERS: dict[tuple[str, int], tuple[Any, IndexReader]] = {}

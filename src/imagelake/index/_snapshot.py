@@ -1,9 +1,10 @@
 """Write the registry's analytic snapshot: ``index/*.parquet`` and ``index/_snapshot.json``.
 
 Every file is replaced atomically (temporary name, then rename; one PUT on object stores),
-so a reader sees the old file or the new one, never half of one. ``_snapshot.json`` is
-written last. All tables are read inside one read transaction, so the files agree with
-each other even while ingest writes.
+so a reader sees the old file or the new one, never half of one. ``instances.parquet`` is
+written first, the small files right after it, ``_snapshot.json`` last. All tables are
+read inside one read transaction, so the files agree with each other even while ingest
+writes.
 
 ``instances.parquet`` is the big one. Its rows stream from SQL in batches; each batch's
 tags become typed Arrow columns (:mod:`imagelake.index._tags`) and are spilled to a
@@ -14,9 +15,11 @@ registry.
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
+import shutil
 import tempfile
 import time
 import uuid
@@ -35,6 +38,7 @@ from sqlalchemy.engine import Connection
 from imagelake import model
 from imagelake._fs import LakeFS, fsync_dir
 from imagelake.db import Database, utcnow
+from imagelake.errors import ConfigError
 from imagelake.index._columns import (
     INSTANCE_COLUMNS,
     SERIES_STACK_COLUMNS,
@@ -69,7 +73,12 @@ _COMPRESSION = "zstd"
 
 
 def write_snapshot(
-    db: Database, lakefs: LakeFS, *, workers: int = 1, batch_rows: int = BATCH_ROWS
+    db: Database,
+    lakefs: LakeFS,
+    *,
+    workers: int = 1,
+    batch_rows: int = BATCH_ROWS,
+    row_group_rows: int = ROW_GROUP_ROWS,
 ) -> dict[str, str]:
     """Write the index of the registry ``db`` into the lake ``lakefs``.
 
@@ -87,18 +96,33 @@ def write_snapshot(
         ``if __name__ == "__main__":`` guard.
     batch_rows
         Instances converted per step (memory versus per-batch overhead).
+    row_group_rows
+        Rows per row group of ``instances.parquet``: the unit queries skip by statistics.
 
     Returns
     -------
     dict
         Name (``series``, ``instances``, ``raw``, ``links``, ``measures``, ``snapshot``)
         → URL of the file written.
+
+    Raises
+    ------
+    ConfigError
+        ``workers``, ``batch_rows`` or ``row_group_rows`` below 1.
     """
+    if min(workers, batch_rows, row_group_rows) < 1:
+        raise ConfigError(
+            "workers, batch_rows and row_group_rows must be at least 1, not "
+            f"{workers}, {batch_rows}, {row_group_rows}"
+        )
     started = time.perf_counter()
     rows: dict[str, int] = {}
     with _snapshot_read(db) as conn:
-        rows["series"] = _write_small(lakefs, SERIES_FILE, _series_table(conn))
-        rows["instances"] = _write_instances(conn, lakefs, batch_rows, workers)
+        series = _series_table(conn)
+        # the slow file first, then the quick ones: readers mixing files of two snapshots
+        # is possible only for the moment it takes to write the small files
+        rows["instances"] = _write_instances(conn, lakefs, batch_rows, workers, row_group_rows)
+        rows["series"] = _write_small(lakefs, SERIES_FILE, series)
         for rel, select, name in (
             (RAW_FILE, raw_select(), "raw"),
             (LINKS_FILE, links_select(), "links"),
@@ -203,7 +227,9 @@ class _Parts:
         return pa.schema(fixed + [pa.field(k, unify_type(self.tag_types[k])) for k in tags])
 
 
-def _write_instances(conn: Connection, lakefs: LakeFS, batch_rows: int, workers: int) -> int:
+def _write_instances(
+    conn: Connection, lakefs: LakeFS, batch_rows: int, workers: int, row_group_rows: int
+) -> int:
     select = instance_select()
     base = lakefs.path(".tmp") if lakefs.is_local else None
     if base is not None:
@@ -218,7 +244,7 @@ def _write_instances(conn: Connection, lakefs: LakeFS, batch_rows: int, workers:
             for fixed, tags in batches:
                 parts.record(convert_part(fixed, tags, parts.next_path()))
         final = os.path.join(folder, "instances.parquet")
-        n = _merge(parts, parts.schema(), final)
+        n = _merge(parts, parts.schema(), final, row_group_rows)
         _publish(lakefs, final, INSTANCES_FILE)
     return n
 
@@ -273,11 +299,10 @@ def _convert_in_pool(
             raise
 
 
-def _merge(parts: _Parts, schema: pa.Schema, target: str) -> int:
+def _merge(parts: _Parts, schema: pa.Schema, target: str, group: int) -> int:
     """Cast every part to ``schema`` and append it to one Parquet file; returns its rows.
 
-    Parts are regrouped so that every row group but the last holds exactly
-    :data:`ROW_GROUP_ROWS` rows.
+    Parts are regrouped so that every row group but the last holds exactly ``group`` rows.
     """
     n = 0
     held: list[pa.Table] = []
@@ -293,14 +318,14 @@ def _merge(parts: _Parts, schema: pa.Schema, target: str) -> int:
             held.append(pa.Table.from_arrays(arrays, schema=schema))
             n += part.num_rows
             os.unlink(path)
-            if sum(t.num_rows for t in held) >= ROW_GROUP_ROWS:
+            if sum(t.num_rows for t in held) >= group:
                 block = pa.concat_tables(held)
-                full = block.num_rows // ROW_GROUP_ROWS * ROW_GROUP_ROWS
-                writer.write_table(block.slice(0, full), row_group_size=ROW_GROUP_ROWS)
+                full = block.num_rows // group * group
+                writer.write_table(block.slice(0, full), row_group_size=group)
                 held = [block.slice(full)]
         rest = pa.concat_tables(held) if held else schema.empty_table()
         if rest.num_rows or n == 0:
-            writer.write_table(rest, row_group_size=ROW_GROUP_ROWS)
+            writer.write_table(rest, row_group_size=group)
     return n
 
 
@@ -312,14 +337,21 @@ def _publish(lakefs: LakeFS, local_file: str, rel: str) -> None:
         return
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+    with open(local_file, "rb+") as fh:
+        os.fsync(fh.fileno())
     try:
-        # the part files live under <lake>/.tmp (same file system): a rename, not a copy
-        os.replace(local_file, tmp)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        # built under <lake>/.tmp, normally the lake's own file system: one rename
+        os.replace(local_file, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+        try:
+            shutil.copyfile(local_file, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
     fsync_dir(folder)
