@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable
-from typing import NoReturn
+from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -64,3 +66,94 @@ def pg_url() -> str:
             "printed by `scripts/pg-test-server.sh start`"
         )
     return url
+
+
+# -- fixtures for the ingest, store, export, lake and CLI tests ---------------------------------
+# (tests/ingest, tests/store, tests/export, tests/dicom, tests/test_lake.py, tests/test_cli.py)
+
+
+class LakeDisk:
+    """What a local lake holds on disk, next to what its registry says it holds."""
+
+    @staticmethod
+    def store_dirs(root: Path) -> set[str]:
+        """Every ``stores/dicom/<series>/<stack>.zarr`` folder on disk, relative to ``root``."""
+        return {p.relative_to(root).as_posix() for p in root.glob("stores/dicom/*/*.zarr")}
+
+    @staticmethod
+    def referenced(lake: Any) -> set[str]:
+        """Store paths the registry of ``lake`` references."""
+        df = lake.stacks()
+        return set() if df.empty else set(df.store_path)
+
+    @staticmethod
+    def tmp_leftovers(root: Path) -> list[str]:
+        """Anything left under ``.tmp/`` (temporary trees of unfinished stores)."""
+        tmp = root / ".tmp"
+        return sorted(p.name for p in tmp.iterdir()) if tmp.exists() else []
+
+    @staticmethod
+    def count(lake: Any, table: str) -> int:
+        """Rows of a registry table (``instance``, ``series``, ``stack``, ``quarantine``...)."""
+        import sqlalchemy as sa
+
+        from imagelake import model
+
+        with lake.db.connect() as conn:
+            return int(
+                conn.execute(sa.select(sa.func.count()).select_from(getattr(model, table))).scalar()
+            )
+
+
+@pytest.fixture(name="lake_disk", scope="session")
+def _lake_disk_fixture() -> type[LakeDisk]:
+    """:class:`LakeDisk` (disk and registry views of a local lake), as a fixture."""
+    return LakeDisk
+
+
+@pytest.fixture(scope="session")
+def real_dicom_dirs() -> tuple[Path, Path]:
+    """The REAL test files: pydicom's ``test_files`` and pydicom-data's ``data`` folders.
+
+    Found by path, never through ``pydicom.data.get_testdata_files`` (which may try to
+    download files).
+    """
+    import pydicom
+
+    try:
+        import data_store  # the pydicom-data package
+    except ImportError:
+        missing_dependency("pydicom-data is not installed (pip install -e '.[test]')")
+    folders = (
+        Path(pydicom.__file__).parent / "data" / "test_files",
+        Path(data_store.__file__).parent / "data",
+    )
+    for folder in folders:
+        if not folder.is_dir():
+            missing_dependency(f"real DICOM test folder {folder} is missing")
+    return folders
+
+
+@pytest.fixture(scope="session")
+def imagelake_exe() -> str:
+    """The ``imagelake`` console script of the environment running the tests."""
+    exe = shutil.which("imagelake", path=str(Path(sys.executable).parent))
+    if exe is None:
+        missing_dependency("the imagelake console script is not installed (pip install -e .)")
+    return exe
+
+
+@pytest.fixture
+def write_ct(tmp_path: Path) -> Callable[..., list[Path]]:
+    """Write a small SYNTHETIC CT series into a folder under ``tmp_path``; return its files.
+
+    Keyword arguments go to :func:`imagelake.synthetic.ct_series` (defaults: 8 slices of
+    32 x 32); ``folder`` names the folder (default ``ct``).
+    """
+    from imagelake import synthetic
+
+    def write(folder: str = "ct", **kwargs: Any) -> list[Path]:
+        args: dict[str, Any] = {"n_slices": 8, "rows": 32, "cols": 32, **kwargs}
+        return synthetic.write_series(synthetic.ct_series(**args), tmp_path / folder)
+
+    return write

@@ -26,7 +26,13 @@ from imagelake.audit import AuditLog, AuditReport
 from imagelake.catalog import StackEntry, TableEntry, make_stack_key, write_catalog
 from imagelake.config import Settings, get_settings
 from imagelake.db import Database
-from imagelake.errors import LakeLockedError, LakeNotFoundError, QueryError
+from imagelake.errors import (
+    ConfigError,
+    LakeLockedError,
+    LakeNotFoundError,
+    MissingExtraError,
+    QueryError,
+)
 from imagelake.export import ExportReport, export_stacks
 from imagelake.index import query as index_query
 from imagelake.index import write_snapshot
@@ -75,7 +81,15 @@ class Lake:
         storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings or get_settings()
-        self.fs = LakeFS(os.fspath(root or self.settings.lake), **dict(storage_options or {}))
+        lake_url = os.fspath(root or self.settings.lake)
+        try:
+            self.fs = LakeFS(lake_url, **dict(storage_options or {}))
+        except ImportError as exc:  # fsspec knows the protocol, its package is missing
+            raise MissingExtraError(
+                f"cannot open the lake {lake_url!r}: {exc} (for s3:// pip install 'imagelake[s3]')"
+            ) from exc
+        except ValueError as exc:  # e.g. "Protocol not known"
+            raise ConfigError(f"cannot open the lake {lake_url!r}: {exc}") from exc
         exists = self.fs.exists(LAKE_MARKER)
         if not exists and not create:
             raise LakeNotFoundError(

@@ -267,8 +267,18 @@ class InstanceInfo:
         return "LOCALIZER" in self.image_type
 
     @property
+    def decoded_photometric(self) -> str:
+        """The photometric interpretation of the decoded pixels (4:2:2 comes back full)."""
+        pi = self.photometric_interpretation
+        return "YBR_FULL" if pi == "YBR_FULL_422" else pi
+
+    @property
     def geometry_key(self) -> tuple[Any, ...]:
-        """Instances sharing this key can be stacked into one array."""
+        """Instances sharing this key can be stacked into one array.
+
+        A stack has one photometric interpretation (regenerated instances take it), so
+        RGB, YBR_FULL, MONOCHROME1 and MONOCHROME2 instances of a series never share one.
+        """
         orient = None if self.orientation is None else tuple(round(v, 3) for v in self.orientation)
         spacing = (
             None if self.pixel_spacing is None else tuple(round(v, 4) for v in self.pixel_spacing)
@@ -283,6 +293,7 @@ class InstanceInfo:
             orient,
             spacing,
             self.is_localizer,
+            self.decoded_photometric,
         )
 
 
@@ -387,7 +398,7 @@ def _check_pixels(ds: Dataset, rows: int, cols: int, spp: int, bits: int, frames
 
 def _check_truncation(ds: Dataset) -> None:
     """Raise if an element's value stops before its declared length (a truncated file)."""
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset yields elements, not tags
         raw = ds.get_item(tag)
         length = getattr(raw, "length", None)
         value = getattr(raw, "value", None)

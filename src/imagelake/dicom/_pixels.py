@@ -104,7 +104,16 @@ def _native_bytes(frames: np.ndarray, header: Dataset, little_endian: bool) -> b
     if bits == 1:
         return bytes(pack_bits(frames.reshape(-1), pad=False))
     arr = frames
-    if arr.ndim == 4 and int(header.get("PlanarConfiguration", 0) or 0) == 1:
+    if (
+        arr.ndim == 4
+        and arr.shape[-1] == 3
+        and str(header.get("PhotometricInterpretation", "")) == "YBR_FULL_422"
+    ):
+        # native YBR_FULL_422 is stored subsampled (Y1 Y2 Cb Cr per pair of pixels); the
+        # decoded frames repeat each pair's Cb Cr, so taking them back is exact
+        pairs = arr.reshape(arr.shape[0], arr.shape[1], arr.shape[2] // 2, 2, 3)
+        arr = np.concatenate([pairs[..., 0, 0:1], pairs[..., 1, 0:1], pairs[..., 0, 1:3]], axis=-1)
+    elif arr.ndim == 4 and int(header.get("PlanarConfiguration", 0) or 0) == 1:
         arr = np.ascontiguousarray(np.moveaxis(arr, -1, 1))  # frames, samples, rows, cols
     target = arr.dtype.newbyteorder("<" if little_endian else ">")
     return np.ascontiguousarray(arr, dtype=target).tobytes()
@@ -119,6 +128,11 @@ def regenerate(header: bytes, frames: np.ndarray, photometric_interpretation: st
     values (e.g. YBR_RCT becomes RGB) and PlanarConfiguration 0.
     """
     ds = read_header_bytes(header)
+    # Convert every element now: a header kept byte-exact from a file that declares
+    # explicit VR but is encoded implicit reads back as raw elements without a VR,
+    # which pydicom would then write as they are (or fail to write) in explicit VR.
+    for _ in ds.iterall():
+        pass
     meta = getattr(ds, "file_meta", None) or FileMetaDataset()
     tsyntax = UID(meta.get("TransferSyntaxUID", "1.2.840.10008.1.2"))
     if frames.size == 0 and not any(t in ds for t in PIXEL_TAGS):

@@ -155,6 +155,11 @@ def _describe_difference(main: InstanceInfo, other: InstanceInfo) -> str:
         return "orientation differs from the main stack"
     if other.pixel_spacing != main.pixel_spacing:
         return "pixel spacing differs from the main stack"
+    if other.decoded_photometric != main.decoded_photometric:
+        return (
+            f"photometric interpretation {other.decoded_photometric} differs from the main "
+            f"stack's {main.decoded_photometric}"
+        )
     return "pixel format differs from the main stack (samples, bits or representation)"
 
 

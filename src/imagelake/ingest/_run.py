@@ -13,6 +13,7 @@ which then redoes exactly the series that were not committed.
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import os
 import time
@@ -215,7 +216,14 @@ class _Ingest:
             data = source.read_bytes()
         except OSError:
             data = b""
+        sha = hashlib.sha256(data).hexdigest()
         with self.db.begin() as conn:
+            # the same bytes for the same reason: quarantined by an earlier run already
+            known = conn.execute(
+                sa.select(model.quarantine.c.id).where(
+                    model.quarantine.c.sha256 == sha, model.quarantine.c.reason == reason
+                )
+            ).first()
             entry = quarantine(
                 self.lakefs,
                 conn,
@@ -226,7 +234,10 @@ class _Ingest:
                 reason=reason,
                 job_id=self.report.job_id,
             )
-        self.report.quarantined.append(entry)
+        if known is None:
+            self.report.quarantined.append(entry)
+        else:
+            self.report.already_quarantined += 1
 
     def select_new(self, infos: list[InstanceInfo]) -> list[InstanceInfo]:
         """Drop instances the lake (or this batch) already holds; quarantine conflicts."""
