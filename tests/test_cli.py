@@ -200,11 +200,6 @@ def test_bad_lake_url_is_an_error_of_exit_code_2(
     assert proc.stdout == ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli._main.main prints errors through rich, which wraps them at 80 columns "
-    "(and eats [bracketed] text as markup); fix: click.echo(f'error: {exc}', err=True)",
-)
 def test_bad_lake_url_error_is_one_line(imagelake_exe: str, tmp_path: Path) -> None:
     proc = subprocess.run(
         [imagelake_exe, "query", "--lake", str(tmp_path / "no" / "lake" / "here")],

@@ -198,9 +198,7 @@ class Lake:
     def refresh(self) -> None:
         """Rewrite the Parquet index and the Intake catalog from the registry."""
         write_snapshot(self.db, self.fs)
-        write_catalog(
-            self.fs, self._stack_entries(), _TABLES, name="imagelake", consolidated=True
-        )
+        write_catalog(self.fs, self._stack_entries(), _TABLES, name="imagelake", consolidated=True)
 
     def _stack_entries(self) -> list[StackEntry]:
         st, se = model.stack, model.series

@@ -292,5 +292,6 @@ def main(args: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         sys.exit(130)
     except ImagelakeError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        # plain echo: rich would wrap the line and read "[s3]" in an install hint as markup
+        click.echo(f"error: {exc}", err=True)
         sys.exit(2)

@@ -470,7 +470,7 @@ def inspect_bytes(
         return _info_from_dataset(ds, source, sha, len(data), check_pixels=check_pixels)
     except ImagelakeError:
         raise
-    except Exception as exc:  # noqa: BLE001 - any parse failure means a bad file
+    except Exception as exc:
         raise InvalidInputError(f"truncated or corrupt DICOM file: {exc}") from exc
 
 
