@@ -1,11 +1,12 @@
 """Shared helpers of the benchmarks (see shared/BENCHMARKING.md for the rules they follow).
 
 - :func:`print_header`: machine (cores, memory, CPU, load average), versions of the Python
-  packages and command-line tools on both sides, and the input;
+  packages and command-line tools on both sides, the git commit; :func:`print_inputs` the input;
+- :func:`ct_files`: the synthetic CT as DICOM files (uncompressed, JPEG-LS, JPEG 2000), cached;
 - :func:`alternate`: a warm-up run of every case, then rounds A B C, B C A, ... (the order
   rotates so no case always runs first), timing only the work (setup and teardown excluded);
 - :func:`summary_table`: median, min–max and the per-round ratio ``case / reference`` (the
-  ratio of two runs of the same round, then its median and min–max);
+  ratio of two runs of the same round, then its median and min–max), and CPU seconds;
 - memory: :func:`run_command` times a command under ``/usr/bin/time -v`` (peak RSS of the
   largest process) while sampling the summed RSS of the whole process tree (workers, pigz);
   :func:`traced_peak` gives the peak of Python/NumPy allocations of a call (tracemalloc).
@@ -86,6 +87,30 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def git_state() -> str:
+    """The repository's commit, and whether src/ differs from it (others edit concurrently)."""
+    try:
+        sha = subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO), "status", "--porcelain", "--", "src"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    if not sha:
+        return "? (not a git checkout)"
+    return sha + (
+        f" + uncommitted changes in {len(dirty)} src/ file(s)" if dirty else " (src/ clean)"
+    )
+
+
 def tool_version(argv: Sequence[str], pattern: str | None = None) -> str:
     """First line (or the first match of ``pattern``) of what a tool prints; 'not found'."""
     if shutil.which(argv[0]) is None:
@@ -105,12 +130,12 @@ def tool_version(argv: Sequence[str], pattern: str | None = None) -> str:
 def print_header(
     title: str,
     *,
-    inputs: Sequence[str],
     packages: Sequence[str],
     tools: dict[str, str] | None = None,
     notes: Sequence[str] = (),
+    inputs: Sequence[str] = (),
 ) -> None:
-    """Print what a reader needs to judge the figures: machine, versions, input."""
+    """Print what a reader needs to judge the figures: machine, versions (input: later)."""
     print(f"# {title}")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -120,13 +145,20 @@ def print_header(
     print("## versions")
     for k, v in package_versions(packages).items():
         print(f"  {k:18s} {v}")
+    print(f"  {'imagelake git':18s} {git_state()}")
     for k, v in (tools or {}).items():
         print(f"  {k:18s} {v}")
-    print("## input")
-    for line in inputs:
-        print(f"  {line}")
     for line in notes:
         print(f"  note: {line}")
+    if inputs:
+        print_inputs(inputs)
+    sys.stdout.flush()
+
+
+def print_inputs(lines: Sequence[str]) -> None:
+    print("## input")
+    for line in lines:
+        print(f"  {line}")
     sys.stdout.flush()
 
 
@@ -141,18 +173,33 @@ class Case:
     run: Callable[[Any], Any]
     setup: Callable[[], Any] | None = None
     teardown: Callable[[Any], None] | None = None
-    #: per-run extra values a case wants reported (peak RSS...), filled by ``run`` via ``extra``
-    extra: dict[str, list[float]] = field(default_factory=dict)
+    #: anything the caller wants to keep with the case (e.g. peak memory per run); timed
+    #: rounds add ``notes["cpu"]`` (CPU seconds of this process; a command's own CPU time
+    #: must be recorded by the caller)
+    notes: dict[str, list[float]] = field(default_factory=dict)
+    last_cpu: float = 0.0
 
-    def once(self) -> tuple[float, Any]:
+    def once(self) -> tuple[float, Any, Any]:
+        """(seconds, result, state); the caller calls :meth:`close` with the state.
+
+        The CPU seconds of this process (all its threads) during ``run`` are kept in
+        ``self.last_cpu``: on a shared, loaded machine they vary much less than wall time.
+        """
         state = self.setup() if self.setup else None
         try:
+            c0 = time.process_time()
             t0 = time.perf_counter()
             result = self.run(state)
-            return time.perf_counter() - t0, result
-        finally:
-            if self.teardown:
-                self.teardown(state)
+            sec = time.perf_counter() - t0
+            self.last_cpu = time.process_time() - c0
+            return sec, result, state
+        except BaseException:
+            self.close(state)
+            raise
+
+    def close(self, state: Any) -> None:
+        if self.teardown:
+            self.teardown(state)
 
 
 def alternate(
@@ -160,6 +207,7 @@ def alternate(
     *,
     rounds: int,
     warmup: int = 1,
+    trace_warmup: bool = False,
     log: bool = True,
     on_result: Callable[[Case, int, float, Any], None] | None = None,
 ) -> dict[str, list[float]]:
@@ -172,19 +220,35 @@ def alternate(
     times: dict[str, list[float]] = {c.name: [] for c in cases}
     for w in range(warmup):
         for case in cases:
-            sec, res = case.once()
-            if on_result:
-                on_result(case, -1 - w, sec, res)
+            if trace_warmup:
+                tracemalloc.start()
+            try:
+                sec, res, state = case.once()
+            finally:
+                if trace_warmup:
+                    case.notes.setdefault("traced_mib", []).append(
+                        tracemalloc.get_traced_memory()[1] / 2**20
+                    )
+                    tracemalloc.stop()
+            try:
+                if on_result:
+                    on_result(case, -1 - w, sec, res)
+            finally:
+                case.close(state)
             if log:
                 print(f"  warm-up  {case.name:34s} {sec:8.3f} s", flush=True)
     n = len(cases)
     for r in range(rounds):
         order = [cases[(r + k) % n] for k in range(n)]
         for case in order:
-            sec, res = case.once()
+            sec, res, state = case.once()
             times[case.name].append(sec)
-            if on_result:
-                on_result(case, r, sec, res)
+            case.notes.setdefault("cpu", []).append(case.last_cpu)
+            try:
+                if on_result:
+                    on_result(case, r, sec, res)
+            finally:
+                case.close(state)
             if log:
                 print(f"  round {r + 1:2d} {case.name:34s} {sec:8.3f} s", flush=True)
     return times
@@ -216,9 +280,7 @@ def ratios(case: Sequence[float], reference: Sequence[float]) -> list[float]:
 def ratio_text(values: Sequence[float]) -> str:
     if not values:
         return "–"
-    return (
-        f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
-    )
+    return f"{statistics.median(values):.2f}× ({min(values):.2f}–{max(values):.2f})"
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -238,8 +300,13 @@ def summary_table(
     reference: str,
     extra: dict[str, dict[str, str]] | None = None,
     ratio_label: str | None = None,
+    cpu: dict[str, list[float]] | None = None,
 ) -> str:
-    """Markdown table: case, median s (min–max), ``case / reference`` per round, extras."""
+    """Markdown table: case, median s (min–max), ``case / reference`` per round, extras.
+
+    With ``cpu`` (CPU seconds per run, paired like ``times``), two more columns: CPU
+    seconds and the per-round CPU ratio.
+    """
     extra = extra or {}
     extra_cols: list[str] = []
     for cols in extra.values():
@@ -248,13 +315,20 @@ def summary_table(
                 extra_cols.append(k)
     label = ratio_label or f"÷ {reference} (per round)"
     rows = []
+    cpu_cols = ["CPU s median (min–max)", "CPU ÷ reference"] if cpu else []
     for name, ts in times.items():
         r = "1 (reference)" if name == reference else ratio_text(ratios(ts, times[reference]))
+        cpu_cells = []
+        if cpu:
+            c = cpu.get(name, [])
+            cr = "1" if name == reference else ratio_text(ratios(c, cpu.get(reference, [])))
+            cpu_cells = [med_range(c), cr]
         rows.append(
-            [name, str(len(ts)), med_range(ts), r]
+            [name, str(len(ts)), med_range(ts), r, *cpu_cells]
             + [extra.get(name, {}).get(c, "") for c in extra_cols]
         )
-    return markdown_table(["case", "runs", "median s (min–max)", label, *extra_cols], rows)
+    header = ["case", "runs", "median s (min–max)", label, *cpu_cols, *extra_cols]
+    return markdown_table(header, rows)
 
 
 # -- memory ----------------------------------------------------------------------------
@@ -270,6 +344,8 @@ class CommandRun:
     max_rss_mib: float
     #: sampled every ~20 ms: the largest sum of RSS over the process and its descendants (MiB)
     tree_rss_mib: float
+    #: user + system CPU seconds of the command and the descendants it waited for
+    cpu_seconds: float = float("nan")
 
 
 def _tree_rss_sampler(pid: int, stop: threading.Event, out: list[float]) -> None:
@@ -321,12 +397,18 @@ def run_command(
     sec = time.perf_counter() - t0
     stop.set()
     sampler.join()
-    max_rss = float("nan")
+    max_rss = cpu = float("nan")
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
     if m:
         max_rss = int(m.group(1)) / 1024
+        user = re.search(r"User time \(seconds\): ([\d.]+)", stderr)
+        system = re.search(r"System time \(seconds\): ([\d.]+)", stderr)
+        if user and system:
+            cpu = float(user.group(1)) + float(system.group(1))
         stderr = stderr[: stderr.rfind("\tCommand being timed")]
-    return CommandRun(sec, proc.returncode, stdout, stderr, max_rss, tree[0] if tree else max_rss)
+    return CommandRun(
+        sec, proc.returncode, stdout, stderr, max_rss, tree[0] if tree else max_rss, cpu
+    )
 
 
 def traced_peak(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -369,6 +451,80 @@ def timer(label: str) -> Iterator[None]:
 
 def mb(n: float) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+# -- inputs ----------------------------------------------------------------------------
+
+CT_KERNEL = "Br40"
+
+
+def ct_folder(cache: Path, n_slices: int, rows: int, cols: int, syntax: str = "explicit") -> Path:
+    return Path(cache) / f"ct-{n_slices}x{rows}x{cols}-int16-seed0" / syntax
+
+
+def describe_ct(files: Sequence[Path], n_slices: int, rows: int, cols: int) -> str:
+    size = sum(f.stat().st_size for f in files)
+    return (
+        f"SYNTHETIC CT (imagelake.synthetic.ct_series: chest/abdomen phantom + spatially "
+        f"correlated noise, kernel {CT_KERNEL}, 1 mm slices, seed 0): {n_slices} × {rows} × "
+        f"{cols} int16 (BitsStored 16, outside the FOV circle padded with -2000), "
+        f"{len(files)} files, {size / 1e6:.1f} MB; pixels {n_slices * rows * cols * 2 / 1e6:.1f} MB"
+    )
+
+
+def _compress_one(args: tuple[str, str, str]) -> None:
+    import pydicom
+
+    from imagelake import synthetic
+
+    src, dst, syntax = args
+    ds = pydicom.dcmread(src)
+    out = synthetic.compress(ds, syntax)
+    tmp = dst + ".part"
+    pydicom.dcmwrite(tmp, out, enforce_file_format=True)
+    os.replace(tmp, dst)
+
+
+def ct_files(
+    cache: Path, n_slices: int, rows: int, cols: int, syntax: str = "explicit", workers: int = 2
+) -> list[Path]:
+    """The cached synthetic CT as DICOM files in ``syntax``; made on first use.
+
+    ``explicit`` is written by :func:`imagelake.synthetic.write_series`; the compressed
+    syntaxes are :func:`imagelake.synthetic.compress` of those same files (same
+    SOPInstanceUIDs, same pixels). Files are named ``<series>_<instance>.dcm``.
+    """
+    folder = ct_folder(cache, n_slices, rows, cols, syntax)
+    marker = folder / ".complete"
+    if marker.exists():
+        return sorted(folder.glob("*.dcm"))
+    from imagelake import synthetic
+
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    if syntax == "explicit":
+        synthetic.write_series(
+            synthetic.ct_series(n_slices, rows, cols, dtype="int16", kernel=CT_KERNEL, seed=0),
+            folder,
+            naming="number",
+        )
+    else:
+        import concurrent.futures
+
+        src = ct_files(cache, n_slices, rows, cols, "explicit")
+        jobs = [(str(f), str(folder / f.name), syntax) for f in src]
+        with concurrent.futures.ProcessPoolExecutor(workers) as pool:
+            list(pool.map(_compress_one, jobs, chunksize=8))
+    marker.write_text(
+        f"{n_slices} {rows} {cols} {syntax} imagelake {package_versions(['imagelake'])}\n"
+    )
+    print(
+        f"  (made {folder} in {time.perf_counter() - t0:.1f} s; cached for the next run)",
+        flush=True,
+    )
+    return sorted(folder.glob("*.dcm"))
 
 
 if __name__ == "__main__":
