@@ -8,7 +8,7 @@ into a lake with imagelake's default store settings.
 
 1. Whole series → one float64 numpy array in Hounsfield units, slices in the lake's order
    (ascending z):
-     lake      ``lake.open_series(uid).image.values``  (xarray + dask, CF scale/offset)
+     lake      ``lake.open_series(uid).image.values``  (lazy xarray, no dask by default; CF scale/offset)
      zarr      ``zarr.open_array(store/image)[:] * slope + intercept``
      pydicom   ``dcmread`` every file, sort by z, ``np.stack(pixel_array * slope + intercept)``
                over the uncompressed, the JPEG-LS and the JPEG 2000 files.

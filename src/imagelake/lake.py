@@ -168,7 +168,7 @@ class Lake:
             shard_slices=s.shard_slices,
             compression_level=s.compression_level,
         )
-        n_workers = workers or s.workers or os.cpu_count() or 1
+        n_workers = workers or s.workers  # None: ingest chooses
         with self.writer_lock():
             report = ingest_paths(
                 self.fs,
@@ -282,12 +282,18 @@ class Lake:
             return pd.DataFrame(conn.execute(sel.order_by(st.c.id)).mappings().all())
 
     def open_stack(self, store_path: str, *, chunks: Any = None) -> xr.Dataset:
-        """Open a stack store lazily (dask-backed, physical units)."""
+        """Open a stack store lazily in physical units (``chunks={}``: dask-backed)."""
         opts = None if self.fs.is_local else self.fs.storage_options
         return open_stack(self.fs.url(store_path), chunks=chunks, storage_options=opts)
 
-    def open_series(self, series_instance_uid: str, stack: int = 0) -> xr.Dataset:
-        """Open stack ``stack`` (0: the main one) of a series."""
+    def open_series(
+        self, series_instance_uid: str, stack: int = 0, *, chunks: Any = None
+    ) -> xr.Dataset:
+        """Open stack ``stack`` (0: the main one) of a series, lazily.
+
+        ``chunks=None`` reads through xarray's lazy indexing; ``chunks={}`` gives dask
+        arrays (one chunk per stored chunk) for parallel work.
+        """
         rows = self.stacks(series_instance_uid)
         if rows.empty:
             raise QueryError(f"no series {series_instance_uid!r} in {self.url}")
@@ -296,7 +302,7 @@ class Lake:
             raise QueryError(
                 f"series {series_instance_uid} has stacks {sorted(rows.stack_number)}, not {stack}"
             )
-        return self.open_stack(str(match.store_path.iloc[0]))
+        return self.open_stack(str(match.store_path.iloc[0]), chunks=chunks)
 
     def _table(self, table: sa.Table, order: Any) -> pd.DataFrame:
         with self.db.connect() as conn:

@@ -88,7 +88,10 @@ def test_image_is_lazy_and_in_hounsfield_units(ct_lake) -> None:
     lake, ct_files, _, _ = ct_lake
     uid = series_uid(ct_files)
     ds = lake.open_series(uid)
-    assert isinstance(ds.image.data, dask.array.Array)
+    # lazy without dask by default: nothing read yet, no dask graph
+    assert ds.image.chunks is None
+    assert not ds.image.variable._in_memory
+    assert isinstance(lake.open_series(uid, chunks={}).image.data, dask.array.Array)
     assert ds.image.attrs.get("units") == "HU"
     originals = sorted((read(p) for p in ct_files), key=lambda d: float(d.ImagePositionPatient[2]))
     slope = {float(d.RescaleSlope) for d in originals}

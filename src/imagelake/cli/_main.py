@@ -5,17 +5,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import pandas as pd
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from imagelake.config import get_settings
 from imagelake.errors import ImagelakeError
 
-console = Console(stderr=True)
+if TYPE_CHECKING:
+    import pandas as pd
 lake_option = click.option(
     "--lake", "lake_url", default=None, help="Lake URL (default: IMAGELAKE_LAKE or ./lake)."
 )
@@ -30,6 +28,17 @@ def _lake(url: str | None, create: bool = False) -> Any:
 @contextmanager
 def _progress(enabled: bool = True) -> Iterator[Any]:
     """A rich progress bar fed by the library's (stage, done, total) callbacks."""
+    # imported here, as pandas below: each command pays only for what it uses
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    console = Console(stderr=True)
     if not enabled or (not console.is_terminal and not get_settings().progress):
         yield None
         return
@@ -51,6 +60,8 @@ def _progress(enabled: bool = True) -> Iterator[Any]:
 
 
 def _show(df: pd.DataFrame, fmt: str) -> None:
+    import pandas as pd
+
     if fmt == "csv":
         click.echo(df.to_csv(index=False), nl=False)
     elif fmt == "json":

@@ -42,6 +42,8 @@ PIXEL_TAGS = (Tag(0x7FE00010), Tag(0x7FE00008), Tag(0x7FE00009))
 # Sequences too large to be useful as index columns: their content becomes per-frame
 # coordinates of the stack instead.
 _SKIP_SEQUENCES = {Tag(0x52009230), Tag(0x52009229)}
+# plain ints: set membership by hash (a tuple of Tags compares element by element)
+_SKIP_INTS = frozenset({*(int(t) for t in PIXEL_TAGS), *(int(t) for t in _SKIP_SEQUENCES)})
 _BINARY_VRS = {"OB", "OD", "OF", "OL", "OV", "OW", "UN"}
 _MAX_SEQUENCE_JSON = 8192
 
@@ -88,7 +90,7 @@ def flatten_tags(ds: Dataset, *, depth: int = 0) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for elem in ds:
         tag = elem.tag
-        if tag in PIXEL_TAGS or tag.element == 0 or tag in _SKIP_SEQUENCES:
+        if int(tag) in _SKIP_INTS or tag.element == 0:
             continue
         vr = elem.VR
         key = _tag_key(tag, elem.keyword)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -61,6 +62,10 @@ __all__ = ["IngestReport", "Progress", "ingest_paths", "sweep_orphans"]
 Progress = Callable[[str, int, int], None]
 
 _INSPECT_BATCH = 32
+#: with ``workers=None``, smaller batches run in this process: starting the worker pool
+#: (a fork server importing pydicom, zarr...) costs about as much as 2 cores save on them
+#: (measured on 2 cores: docs/BENCHMARKS.md)
+AUTO_POOL_MIN_FILES = 500
 _MAX_REPLANS = 3
 
 
@@ -130,11 +135,23 @@ def _batches(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+#: what worker processes need, imported once by the fork server rather than per worker
+_WORKER_MODULES = ["imagelake.dicom", "imagelake.store", "imagelake.ingest._run"]
+
+
 def _executor(workers: int) -> Executor | None:
     if workers <= 1:
         return None
-    # spawn, not fork: zarr and fsspec run event-loop threads a fork would copy mid-flight
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    # Not plain fork: zarr and fsspec run event-loop threads a fork would copy mid-flight.
+    # A fork server imports the worker modules once (and the caller's main module, which
+    # every spawned child would otherwise re-run); workers fork from it in milliseconds.
+    ctx = multiprocessing.get_context("forkserver")
+    main_file = getattr(sys.modules.get("__main__"), "__file__", None)
+    preload = list(_WORKER_MODULES)
+    if main_file and os.path.exists(main_file):
+        preload.insert(0, "__main__")
+    ctx.set_forkserver_preload(preload)
+    return ProcessPoolExecutor(workers, mp_context=ctx)
 
 
 def sweep_orphans(lakefs: LakeFS, db: Database) -> list[str]:
@@ -166,14 +183,16 @@ class _Ingest:
         db: Database,
         *,
         settings: StoreSettings,
-        workers: int,
+        workers: int | None,
         user: str,
         progress: Progress | None,
     ) -> None:
         self.lakefs = lakefs
         self.db = db
         self.settings = settings
-        self.workers = workers
+        # None: choose (one per core, but a pool only for batches that repay starting it)
+        self.auto = workers is None
+        self.workers = workers or os.cpu_count() or 1
         self.user = user
         self.progress = progress or (lambda stage, done, total: None)
         self.report = IngestReport()
@@ -197,6 +216,11 @@ class _Ingest:
             results.append(fut.result())
             self.progress(stage, k + 1, len(tasks))
         return results
+
+    def _want_pool(self, n_files: int) -> bool:
+        if self.workers <= 1 or n_files <= _INSPECT_BATCH:
+            return False
+        return not self.auto or n_files >= AUTO_POOL_MIN_FILES
 
     def inspect(self, sources: Sequence[Source]) -> list[InstanceInfo]:
         tasks = [(_inspect_batch, (batch,)) for batch in _batches(sources, _INSPECT_BATCH)]
@@ -432,7 +456,7 @@ class _Ingest:
             sweep_orphans(self.lakefs, self.db)
             sources = list(discover(paths))
             self.report.files_seen = len(sources)
-            if self.workers > 1 and len(sources) > _INSPECT_BATCH:
+            if self._want_pool(len(sources)):
                 self.pool = _executor(self.workers)
             infos = self.select_new(self.inspect(sources))
             self.report.instances_new = len(infos)
@@ -440,7 +464,11 @@ class _Ingest:
             by_series: dict[str, list[InstanceInfo]] = defaultdict(list)
             for info in infos:
                 by_series[info.series_instance_uid].append(info)
-            if self.pool is None and self.workers > 1 and len(by_series) + len(infos) > 2:
+            if (
+                self.pool is None
+                and self._want_pool(len(infos))
+                and len(by_series) + len(infos) > 2
+            ):
                 self.pool = _executor(self.workers)
             index = ScannerIndex.from_db(self.db)
             self._ingest_series(by_series, index)
@@ -537,7 +565,7 @@ def ingest_paths(
     paths: Iterable[str | os.PathLike[str]],
     *,
     settings: StoreSettings | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     user: str = "unknown",
     progress: Progress | None = None,
 ) -> IngestReport:
