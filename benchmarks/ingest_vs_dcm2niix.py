@@ -7,7 +7,7 @@ uncompressed DICOM files (Explicit VR Little Endian).
 Both sides are timed as whole commands, process start included (CLI against CLI), each
 run into a fresh, empty output folder (made and removed outside the timing):
 
-    imagelake ingest SRC --lake FRESH --workers N --no-progress   (N = 2, and 1)
+    imagelake ingest SRC --lake FRESH [--workers N] --no-progress   (default, then N = 2 and 1)
     dcm2niix -z y -o FRESH SRC       (gzip'd NIfTI: dcm2niix pipes through pigz if found)
     dcm2niix -z n -o FRESH SRC       (plain NIfTI)
 
@@ -212,23 +212,16 @@ def main() -> None:
         shutil.rmtree(path, ignore_errors=True)
 
     cases: list[Case] = []
-    for w in args.workers:
+    # the default command first (it is the reference): workers chosen by imagelake
+    for w in [None, *args.workers]:
+        flags = [] if w is None else ["--workers", str(w)]
         cases.append(
             Case(
-                f"imagelake ingest --workers {w}",
-                lambda out, w=w: (
+                "imagelake ingest" + (f" --workers {w}" if w is not None else " (default)"),
+                lambda out, flags=flags: (
                     out,
                     bench.run_command(
-                        [
-                            IMAGELAKE_CLI,
-                            "ingest",
-                            src,
-                            "--lake",
-                            out,
-                            "--workers",
-                            str(w),
-                            "--no-progress",
-                        ],
+                        [IMAGELAKE_CLI, "ingest", src, "--lake", out, *flags, "--no-progress"],
                         env=env,
                     ),
                 ),
