@@ -12,6 +12,7 @@ Atomicity is what keeps a crash from leaving half-written files visible:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import shutil
@@ -145,6 +146,36 @@ class LakeFS:
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+        fsync_dir(folder)
+
+    def publish_file(self, local_file: str, rel: str) -> None:
+        """Move a finished local file to ``rel`` so readers see the old or the new file.
+
+        Object stores: one PUT (atomic). Local lakes: fsync, then one rename (a copy to a
+        temporary name beside the target first when the file is on another device).
+        """
+        target = self.path(rel)
+        if not self.is_local:
+            self.fs.put_file(local_file, target)
+            return
+        folder = os.path.dirname(target)
+        os.makedirs(folder, exist_ok=True)
+        with open(local_file, "rb+") as fh:
+            os.fsync(fh.fileno())
+        try:
+            os.replace(local_file, target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+            try:
+                shutil.copyfile(local_file, tmp)
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         fsync_dir(folder)
 
     def append_line(self, rel: str, line: str) -> None:

@@ -15,14 +15,11 @@ registry.
 
 from __future__ import annotations
 
-import errno
 import json
 import multiprocessing
 import os
-import shutil
 import tempfile
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -36,7 +33,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from imagelake import model
-from imagelake._fs import LakeFS, fsync_dir
+from imagelake._fs import LakeFS
 from imagelake.db import Database, utcnow
 from imagelake.errors import ConfigError
 from imagelake.index._columns import (
@@ -245,7 +242,7 @@ def _write_instances(
                 parts.record(convert_part(fixed, tags, parts.next_path()))
         final = os.path.join(folder, "instances.parquet")
         n = _merge(parts, parts.schema(), final, row_group_rows)
-        _publish(lakefs, final, INSTANCES_FILE)
+        lakefs.publish_file(final, INSTANCES_FILE)
     return n
 
 
@@ -327,31 +324,3 @@ def _merge(parts: _Parts, schema: pa.Schema, target: str, group: int) -> int:
         if rest.num_rows or n == 0:
             writer.write_table(rest, row_group_size=group)
     return n
-
-
-def _publish(lakefs: LakeFS, local_file: str, rel: str) -> None:
-    """Move a finished local file to ``rel`` in the lake, atomically."""
-    target = lakefs.path(rel)
-    if not lakefs.is_local:
-        lakefs.fs.put_file(local_file, target)  # one PUT: atomic on object stores
-        return
-    folder = os.path.dirname(target)
-    os.makedirs(folder, exist_ok=True)
-    with open(local_file, "rb+") as fh:
-        os.fsync(fh.fileno())
-    try:
-        # built under <lake>/.tmp, normally the lake's own file system: one rename
-        os.replace(local_file, target)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
-        try:
-            shutil.copyfile(local_file, tmp)
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    fsync_dir(folder)

@@ -280,7 +280,6 @@ class _Ingest:
                     "different content",
                 )
         existing: dict[str, str] = {}
-        uids = list(by_uid)
         with self.db.connect() as conn:
             held = {r[0] for r in conn.execute(sa.select(model.quarantine.c.sha256))}
             for uid in [u for u, i in by_uid.items() if i.sha256 in held]:
