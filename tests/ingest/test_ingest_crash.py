@@ -129,3 +129,9 @@ def test_sigkill_at_several_points_then_rerun_equals_a_clean_run(
         reference.series().series_instance_uid
     )
     assert lake.verify_audit().ok
+    # the killed runs' jobs are marked interrupted by the next run, not left "running"
+    # (kill 1 comes before its job row exists; kills 2-4 each leave one)
+    jobs = lake.jobs()
+    assert list(jobs.status).count("running") == 0
+    assert list(jobs.status).count("interrupted") == 3
+    assert jobs.status.iloc[-1] == "done"

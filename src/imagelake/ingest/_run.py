@@ -524,6 +524,12 @@ def _bump_generation(conn: sa.engine.Connection) -> None:
 
 def _start_job(db: Database, user: str, paths: list[str]) -> int:
     with db.begin() as conn:
+        # the caller holds the writer lock: an ingest job still "running" was killed
+        conn.execute(
+            sa.update(model.job)
+            .where(model.job.c.kind == "ingest", model.job.c.status == "running")
+            .values(status="interrupted", finished_at=utcnow())
+        )
         res = conn.execute(
             sa.insert(model.job).values(
                 kind="ingest",
