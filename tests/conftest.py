@@ -12,11 +12,15 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
+import sqlalchemy as sa
+
+from imagelake.db import Database
 
 PG_URL_ENV = "IMAGELAKE_TEST_PG_URL"
 
@@ -66,6 +70,24 @@ def pg_url() -> str:
             "printed by `scripts/pg-test-server.sh start`"
         )
     return url
+
+
+@pytest.fixture
+def pg_schema_db(pg_url: str) -> Iterator[Database]:
+    """An empty registry in a fresh schema of the PostgreSQL test server, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(pg_url)
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    scoped = sa.engine.make_url(pg_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    database = Database(scoped.render_as_string(hide_password=False))
+    try:
+        yield database
+    finally:
+        database.dispose()
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 # -- fixtures for the ingest, store, export, lake and CLI tests ---------------------------------

@@ -17,9 +17,9 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 
@@ -49,6 +49,23 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _replace_via_tmp(target: str, write: Callable[[BinaryIO], object]) -> None:
+    """Write a file beside ``target`` under a temporary name, fsync it, rename it over."""
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    fsync_dir(folder)
 
 
 class LakeFS:
@@ -134,19 +151,7 @@ class LakeFS:
         if not self.is_local:
             self.fs.pipe_file(target, payload)
             return
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                fh.write(payload)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, target)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        fsync_dir(folder)
+        _replace_via_tmp(target, lambda fh: fh.write(payload))
 
     def publish_file(self, local_file: str, rel: str) -> None:
         """Move a finished local file to ``rel`` so readers see the old or the new file.
@@ -158,25 +163,17 @@ class LakeFS:
         if not self.is_local:
             self.fs.put_file(local_file, target)
             return
-        folder = os.path.dirname(target)
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(local_file, "rb+") as fh:
             os.fsync(fh.fileno())
         try:
             os.replace(local_file, target)
+            fsync_dir(os.path.dirname(target))
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
-            tmp = os.path.join(folder, f".{os.path.basename(target)}.{uuid.uuid4().hex}.tmp")
-            try:
-                shutil.copyfile(local_file, tmp)
-                with open(tmp, "rb+") as fh:
-                    os.fsync(fh.fileno())
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-        fsync_dir(folder)
+            with open(local_file, "rb") as src:
+                _replace_via_tmp(target, lambda fh: shutil.copyfileobj(src, fh))
 
     def append_line(self, rel: str, line: str) -> None:
         """Append one line durably (local files only: the audit log lives next to the lake)."""

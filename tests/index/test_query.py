@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from index_factory import Indexed, ct_tags
 
 import imagelake.index
-from conftest import Indexed, ct_tags
 from imagelake._fs import LakeFS
 from imagelake.errors import QueryError
 from imagelake.index import IndexReader, parse_filters, query, write_snapshot

@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
+from index_factory import Indexed, RegistryFactory, ct_tags
 
-from conftest import Indexed, RegistryFactory, ct_tags
 from imagelake import model
 from imagelake._fs import LakeFS
 from imagelake.db import Database
