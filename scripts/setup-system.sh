@@ -24,9 +24,10 @@ PKGS_DICOM_PEERS="dcmtk dicom3tools dcm2niix"  # storescu/dcmdump, dciodvfy, dcm
 PKGS_COMPRESSION="pigz"
 PKGS_DATABASE="postgresql"                     # scripts/pg-test-server.sh runs a throwaway cluster
 PKGS_BENCH="hyperfine"                         # whole-command timing in benchmarks/
+PKGS_RAW="ismrmrd-tools"                       # real ISMRMRD files and the reference C++ recon
 PKGS_PYTHON=""                                 # filled in below when the python in use is Debian's
 
-FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH PYTHON"
+FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH RAW PYTHON"
 
 mode=install
 case "${1:-}" in

@@ -57,6 +57,15 @@ class Settings:
         zstd level inside Blosc.
     progress
         Show progress bars.
+    raw_rules
+        YAML file of site rules describing raw files nobody can parse yet (file-name
+        patterns -> format name and scanner metadata); see :mod:`imagelake.formats.opaque`.
+    link_key_file
+        File holding the secret key for keyed hashes of patient identity used by linking;
+        ``None`` means ``~/.config/imagelake/link.key`` (made on first use). Never in a lake.
+    link_accept, link_review
+        Link confidence at or above which a proposed raw-to-series link is accepted
+        automatically, and at or above which it waits in the review queue.
     """
 
     lake: str = "./lake"
@@ -71,6 +80,10 @@ class Settings:
     shard_slices: int = 64
     compression_level: int = 3
     progress: bool = True
+    raw_rules: str | None = None
+    link_key_file: str | None = None
+    link_accept: float = 0.95
+    link_review: float = 0.5
 
     def replace(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in fields(self)}
@@ -99,7 +112,7 @@ def _to_bool(raw: Any) -> bool:
 
 
 # Field annotation (a string, because of ``from __future__ import annotations``) -> parser.
-_PARSERS: dict[str, Any] = {"int": int, "bool": _to_bool, "str": str}
+_PARSERS: dict[str, Any] = {"int": int, "float": float, "bool": _to_bool, "str": str}
 
 
 def _coerce(name: str, raw: Any) -> Any:
