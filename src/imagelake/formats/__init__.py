@@ -87,5 +87,7 @@ def identify(path: str | os.PathLike[str], head: bytes | None = None) -> RawForm
             if fmt.guess_can_open(path, head):
                 return fmt
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop identification
-            warnings.warn(f"raw format {fmt.name!r} failed to check {os.fspath(path)!r}: {exc}", stacklevel=2)
+            warnings.warn(
+                f"raw format {fmt.name!r} failed to check {os.fspath(path)!r}: {exc}", stacklevel=2
+            )
     return None

@@ -126,7 +126,9 @@ class RawArray:
 
     def __post_init__(self) -> None:
         if len(self.dims) != len(self.shape):
-            raise ValueError(f"array {self.name!r}: dims {self.dims} do not match shape {self.shape}")
+            raise ValueError(
+                f"array {self.name!r}: dims {self.dims} do not match shape {self.shape}"
+            )
 
     def load(self) -> np.ndarray[Any, Any]:
         """Read the whole array; it must have the declared shape and dtype."""
