@@ -19,6 +19,12 @@ attribute (``data``, ``entries``, ``search`` ...), which attribute access would 
 3. prefixed with ``stack_`` when it does not start with a letter.
 
 UIDs are digits and single dots, so step 2 maps distinct UIDs to distinct keys.
+
+:func:`make_raw_key` builds the keys of decoded raw stores: ``"raw_<format>_<sha256[:12]>"``
+(format lower-cased, runs of other characters than ``a-z0-9`` replaced by ``_``, ``f``
+prepended when it does not start with a letter). They cannot collide with stack keys: a
+stack key only starts with ``raw_`` for the modality ``RAW``, and then a UID (a digit)
+follows, where a raw key has a letter.
 """
 
 from __future__ import annotations
@@ -35,11 +41,13 @@ from imagelake.errors import ImagelakeError
 __all__ = [
     "KEY_PATTERN",
     "CatalogError",
+    "RawEntry",
     "StackEntry",
     "TableEntry",
     "check_key",
     "check_relative_path",
     "jsonable",
+    "make_raw_key",
     "make_stack_key",
 ]
 
@@ -76,6 +84,33 @@ class StackEntry:
     metadata
         JSON-able facts users filter on: ``modality``, ``manufacturer``, ``model``,
         ``series_instance_uid``, ``study_instance_uid``, ``shape``, ``dims`` ...
+    """
+
+    key: str
+    store_path: str
+    description: str = ""
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RawEntry:
+    """One raw store with decoded arrays (one Zarr v3 group) to list in the catalog.
+
+    Raw stores holding only ``original`` (opaque formats, failed decodes) get no entry of
+    their own; they are rows of the ``raw`` table.
+
+    Attributes
+    ----------
+    key
+        Catalog key; see :func:`make_raw_key`.
+    store_path
+        Path of the Zarr group relative to the lake root,
+        e.g. ``"stores/raw/<sha256>.zarr"``.
+    description
+        One line shown to users (e.g. ``"ismrmrd k-space, Siemens Avanto, 2021-06-22"``).
+    metadata
+        JSON-able facts users filter on: ``format``, ``sha256``, ``modality``,
+        ``manufacturer``, ``model``, ``arrays`` ... (never patient identity).
     """
 
     key: str
@@ -137,6 +172,36 @@ def make_stack_key(
     if not key[:1].isalpha():
         key = f"stack_{key}"
     return key
+
+
+def make_raw_key(sha256: str, format: str | None) -> str:
+    """Catalog key of a raw store, by the rule in the module docstring.
+
+    Parameters
+    ----------
+    sha256
+        The raw object's id (hex sha256; at least its first 12 digits are used).
+    format
+        The raw format's registry name (``"ismrmrd"``, ``"siemens-twix"`` ...); ``None``
+        for an unknown one.
+
+    Returns
+    -------
+    str
+        A key matching :data:`KEY_PATTERN`.
+
+    Examples
+    --------
+    >>> make_raw_key("9f86d081884c7d659a2f", "siemens-twix")
+    'raw_siemens_twix_9f86d081884c'
+    """
+    digest = (sha256 or "").lower()
+    if len(digest) < 12 or not re.fullmatch(r"[0-9a-f]+", digest):
+        raise CatalogError(f"a raw key needs a hex sha256, got {sha256!r}")
+    fmt = re.sub(r"[^a-z0-9]+", "_", (format or "unknown").lower()).strip("_") or "unknown"
+    if not fmt[:1].isalpha():
+        fmt = f"f{fmt}"
+    return f"raw_{fmt}_{digest[:12]}"
 
 
 def check_key(key: str, *, reserved: frozenset[str] = frozenset(), what: str = "entry") -> str:

@@ -8,7 +8,10 @@ What the file holds (Intake 2 "version: 2" YAML, readable by ``intake.from_yaml_
   so code can walk the ``series`` table without the catalog listing every stack;
 * one entry per image stack: Intake's ``XArrayDatasetReader`` over a ``Zarr`` datatype with
   ``engine="zarr", chunks={}``, giving a lazy, dask-backed :class:`xarray.Dataset` whose
-  CF ``scale_factor``/``add_offset`` turn stored integers into physical values on read.
+  CF ``scale_factor``/``add_offset`` turn stored integers into physical values on read;
+* one entry per raw store with decoded arrays (k-space, sinograms): the same reader, with
+  the store's ``original`` bytes left out (``drop_variables``), giving the decoded arrays,
+  their coordinates and the scanner metadata (``attrs["meta"]``).
 
 Paths are written as ``{CATALOG_DIR}/<relative path>``. ``intake.from_yaml_file`` sets the
 ``CATALOG_DIR`` user parameter to the folder (or URL) the file was read from, and
@@ -30,6 +33,7 @@ from imagelake._fs import LakeFS
 from imagelake._version import __version__
 from imagelake.catalog._entries import (
     CatalogError,
+    RawEntry,
     StackEntry,
     TableEntry,
     check_key,
@@ -62,14 +66,16 @@ STACK_TEMPLATE_KEY = "stack"
 #: The catalog-level user parameter that :data:`STACK_TEMPLATE_KEY` reads.
 STORE_PATH_PARAMETER = "store_path"
 DEFAULT_DESCRIPTION = (
-    "imagelake lake: DICOM image stacks (Zarr v3, opened lazily with xarray) and the "
-    "registry's index tables (Parquet)"
+    "imagelake lake: DICOM image stacks and decoded raw scanner data (Zarr v3, opened "
+    "lazily with xarray) and the registry's index tables (Parquet)"
 )
 
 # Set by intake.from_yaml_file on load; bound by build_catalog for in-memory use only,
 # never written (the location would pin the file, the options may hold credentials).
 _RUNTIME_PARAMETERS = ("CATALOG_DIR", "CATALOG_PATH", "STORAGE_OPTIONS")
 _TEMPLATE_DATA_KEY = "stack_template"
+# The raw object's bytes (possibly GBs): read with imagelake.store.read_original, not xarray.
+_RAW_ORIGINAL = "original"
 
 _HEADER = """\
 # Intake 2 catalog of an imagelake lake, written by imagelake.catalog and rewritten after
@@ -81,6 +87,7 @@ _HEADER = """\
 #   cat["series"].read()                     # pandas.DataFrame of the series index
 #   cat["<stack key>"].read()                # lazy, dask-backed xarray.Dataset
 #   cat(store_path="stores/dicom/<...>.zarr")["stack"].read()   # any stack by path
+#   cat["raw_<format>_<sha>"].read()         # decoded raw data (k-space...), lazily
 #
 """
 _HEADER_RELATIVE = "# Paths are relative to this file ({CATALOG_DIR}): the lake may be moved.\n"
@@ -139,6 +146,7 @@ def build_catalog(
     storage_options: Mapping[str, Any] | None = None,
     relative: bool = True,
     consolidated: bool | None = False,
+    raws: Iterable[RawEntry] = (),
 ) -> Catalog:
     """Describe a lake as an Intake 2 catalog.
 
@@ -165,11 +173,14 @@ def build_catalog(
         per-array ``zarr.json`` files and works whether or not consolidated metadata
         exists; ``None`` tries consolidated first (and warns when absent); ``True``
         requires it.
+    raws
+        Raw stores with decoded arrays to list after the stacks (keys from
+        :func:`~imagelake.catalog.make_raw_key`).
 
     Returns
     -------
     intake.readers.entry.Catalog
-        Entries keyed by table and stack keys, plus :data:`STACK_TEMPLATE_KEY`.
+        Entries keyed by table, stack and raw keys, plus :data:`STACK_TEMPLATE_KEY`.
 
     Raises
     ------
@@ -185,7 +196,7 @@ def build_catalog(
     lake_url = _absolute(lake_url)
     base = "{CATALOG_DIR}" if relative else lake_url
     reserved = _reserved_keys()
-    stacks, tables = list(stacks), list(tables)
+    stacks, tables, raw_list = list(stacks), list(tables), list(raws)
     cat = Catalog(
         metadata={
             "name": name,
@@ -195,6 +206,7 @@ def build_catalog(
             "paths": "relative" if relative else "absolute",
             "tables": [t.key for t in tables],
             "stacks": len(stacks),
+            "raws": len(raw_list),
         }
     )
     cat.user_parameters.update(
@@ -278,6 +290,29 @@ def build_catalog(
             reader_kwargs=dict(xarray_kwargs),
             metadata=jsonable(meta, where=f"stack {stack.key!r}"),
         )
+
+    raw_kwargs = {**xarray_kwargs, "drop_variables": [_RAW_ORIGINAL]}
+    for raw in raw_list:
+        claim(raw.key, raw.store_path, "raw store")
+        meta = {
+            **raw.metadata,
+            "kind": "raw",
+            "description": raw.description,
+            "store_path": raw.store_path,
+        }
+        _add(
+            cat,
+            raw.key,
+            data_key=raw.store_path,
+            datatype=Zarr,
+            data_kwargs={
+                "url": f"{base}/{raw.store_path}",
+                "storage_options": "{STORAGE_OPTIONS}",
+            },
+            reader=XArrayDatasetReader,
+            reader_kwargs=dict(raw_kwargs),
+            metadata=jsonable(meta, where=f"raw store {raw.key!r}"),
+        )
     return cat
 
 
@@ -340,6 +375,7 @@ def write_catalog(
     description: str = DEFAULT_DESCRIPTION,
     relative: bool = True,
     consolidated: bool | None = False,
+    raws: Iterable[RawEntry] = (),
 ) -> str:
     """Write ``<lake>/catalog.yaml`` atomically (readers see the old or the new file).
 
@@ -347,7 +383,7 @@ def write_catalog(
     ----------
     lakefs
         The lake's file system.
-    stacks, tables, name, description, relative, consolidated
+    stacks, tables, name, description, relative, consolidated, raws
         As for :func:`build_catalog`.
 
     Returns
@@ -364,6 +400,7 @@ def write_catalog(
         storage_options=lakefs.storage_options,
         relative=relative,
         consolidated=consolidated,
+        raws=raws,
     )
     lakefs.write_atomic(CATALOG_FILE, to_yaml(catalog))
     return lakefs.url(CATALOG_FILE)
