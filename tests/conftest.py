@@ -179,3 +179,16 @@ def write_ct(tmp_path: Path) -> Callable[..., list[Path]]:
         return synthetic.write_series(synthetic.ct_series(**args), tmp_path / folder)
 
     return write
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _link_key_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keyed patient hashes use a key made for this test session, never ~/.config's."""
+    key = tmp_path_factory.mktemp("link-key") / "link.key"
+    old = os.environ.get("IMAGELAKE_LINK_KEY_FILE")
+    os.environ["IMAGELAKE_LINK_KEY_FILE"] = str(key)
+    yield
+    if old is None:
+        os.environ.pop("IMAGELAKE_LINK_KEY_FILE", None)
+    else:
+        os.environ["IMAGELAKE_LINK_KEY_FILE"] = old

@@ -2,9 +2,12 @@
 
 1. write a synthetic demo input folder (labelled SYNTHETIC) plus real files from
    pydicom's test data;
-2. ingest it into a local lake (SQLite registry);
-3. show the series table and the alerts;
-4. run one Dask computation over the lake's Intake catalog on a LocalCluster (or the
+2. ingest it into a local lake (SQLite registry): DICOM, raw scanner files (ISMRMRD,
+   Siemens TWIX, DICOM-CT-PD projections, an opaque vendor file), links proposed;
+3. reconstruct the raw files a reference method exists for (ISMRMRD k-space, CT
+   projections), ingest the DICOM series that gives and link it to its raw parent;
+4. show the series, raw files, links, review queue and alerts;
+5. run one Dask computation over the lake's Intake catalog on a LocalCluster (or the
    scheduler named by ``IMAGELAKE_SCHEDULER``), with a progress bar.
 """
 
@@ -19,9 +22,11 @@ from typing import Any
 import pandas as pd
 
 from imagelake.config import get_settings
+from imagelake.errors import ImagelakeError
 from imagelake.ingest import IngestReport
 from imagelake.lake import Lake, open_lake
 from imagelake.synthetic import DemoManifest, build_demo_dataset
+from imagelake.synthetic.demo_raw import build_demo_raw
 
 __all__ = ["build_demo_inputs", "catalog_statistics", "run_demo"]
 
@@ -36,6 +41,7 @@ def build_demo_inputs(data_dir: Path, *, size: str = "full", seed: int = 0) -> D
     if data_dir.exists():
         shutil.rmtree(data_dir)  # a partial folder from an interrupted run
     manifest = build_demo_dataset(data_dir / "synthetic", size=size, seed=seed)  # type: ignore[arg-type]
+    build_demo_raw(data_dir / "raw", manifest)
     real = data_dir / "pydicom-test-files"
     real.mkdir(parents=True)
     import pydicom
@@ -79,8 +85,8 @@ def catalog_statistics(
         for key in cat.entries:
             entry = cat.entries[key]
             meta = getattr(entry, "metadata", {}) or {}
-            if meta.get("modality") not in ("CT", "MR"):
-                continue
+            if meta.get("modality") not in ("CT", "MR") or "series_instance_uid" not in meta:
+                continue  # image stacks only (raw entries carry k-space, sinograms...)
             image = cat[key].read().image
             lazy.append((image.mean().data, image.std().data, image.min().data, image.max().data))
             rows.append(
@@ -103,24 +109,27 @@ def catalog_statistics(
             cluster.close()
 
 
-def run_demo(
-    lake_root: str | os.PathLike[str] = "./lake",
-    *,
-    data_dir: str | os.PathLike[str] = "./demo-data",
-    size: str = "full",
-    compute: bool = True,
-    echo: Echo = print,
-    progress: Any = None,
-) -> tuple[Lake, IngestReport]:
-    """Build the demo lake and show what is in it (the ``make demo`` job)."""
-    data = Path(data_dir)
-    echo(f"1/4 demo inputs in {data} (synthetic series are labelled SYNTHETIC)")
-    build_demo_inputs(data, size=size)
-    lake = open_lake(lake_root, create=True)
-    echo(f"2/4 ingesting into {lake.url}")
-    report = lake.ingest([data], progress=progress)
-    echo(str(report))
-    echo("3/4 what is in the lake")
+def reconstruct_demo_raw(lake: Lake, *, echo: Echo = print) -> list[Any]:
+    """Reconstruct every raw file a reference method exists for (idempotent)."""
+    from imagelake.recon import reconstructors_for
+
+    done = []
+    raw = lake.raw_files()
+    for row in raw.itertuples():
+        if not reconstructors_for(str(row.format)) or row.decode_error:
+            continue
+        try:
+            report = lake.reconstruct(str(row.sha256))
+        except ImagelakeError as exc:  # one raw file that cannot be reconstructed is reported
+            echo(f"  {row.format} {str(row.sha256)[:16]}: not reconstructed: {exc}")
+            continue
+        echo(f"  {report}")
+        done.append(report)
+    return done
+
+
+def show_lake(lake: Lake, *, echo: Echo = print) -> None:
+    """Print the series, the raw files, the links, the review queue and the alerts."""
     series = lake.series()
     cols = [
         c
@@ -139,12 +148,62 @@ def run_demo(
         "display.width", 160, "display.max_columns", 12, "display.max_colwidth", 28
     ):
         echo(series[cols].to_string(index=False))
+        raw = lake.raw_files()
+        echo(f"\nraw files ({len(raw)}):")
+        if not raw.empty:
+            table = raw[["sha256", "format", "manufacturer", "model", "arrays"]].copy()
+            table["sha256"] = table["sha256"].str[:12]
+            table["descendants"] = raw["series_instance_uid"].map(len)
+            echo(table.to_string(index=False))
+        links = lake.links()
+        echo(f"\nlinks ({len(links)}):")
+        if not links.empty:
+            table = links[
+                [
+                    "link_id",
+                    "raw_sha256",
+                    "format",
+                    "modality",
+                    "series_description",
+                    "method",
+                    "confidence",
+                    "status",
+                ]
+            ].copy()
+            table["raw_sha256"] = table["raw_sha256"].str[:12]
+            table["confidence"] = table["confidence"].round(3)
+            echo(table.to_string(index=False))
+        queue = lake.review_queue()
+        echo(f"\nreview queue ({len(queue)}): imagelake link review --evidence")
         alerts = lake.alerts()
         echo(f"\nalerts ({len(alerts)} open):")
         if not alerts.empty:
             echo(alerts[["kind", "message", "count"]].to_string(index=False))
+
+
+def run_demo(
+    lake_root: str | os.PathLike[str] = "./lake",
+    *,
+    data_dir: str | os.PathLike[str] = "./demo-data",
+    size: str = "full",
+    compute: bool = True,
+    echo: Echo = print,
+    progress: Any = None,
+) -> tuple[Lake, IngestReport]:
+    """Build the demo lake and show what is in it (the ``make demo`` job)."""
+    data = Path(data_dir)
+    echo(f"1/5 demo inputs in {data} (synthetic series are labelled SYNTHETIC)")
+    build_demo_inputs(data, size=size)
+    lake = open_lake(lake_root, create=True)
+    echo(f"2/5 ingesting DICOM and raw files into {lake.url} (links proposed automatically)")
+    report = lake.ingest([data], progress=progress)
+    echo(str(report))
+    echo("3/5 reference reconstructions: raw -> DICOM -> ingested, linked with provenance")
+    reconstruct_demo_raw(lake, echo=echo)
+    echo("4/5 what is in the lake")
+    show_lake(lake, echo=echo)
     if compute:
-        echo("\n4/4 a Dask computation over the catalog")
+        echo("\n5/5 a Dask computation over the catalog")
         stats = catalog_statistics(lake, scheduler=get_settings().scheduler, echo=echo)
         with pd.option_context("display.width", 160):
             echo(stats.to_string(index=False))

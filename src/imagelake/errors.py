@@ -11,12 +11,15 @@ same meaning, the subclass inherits it too, so callers may catch either::
     ├── LakeLockedError (RuntimeError)
     ├── InvalidInputError (ValueError)
     │   ├── NotDicomError
-    │   └── PixelDataError
+    │   ├── PixelDataError
+    │   ├── RawFormatError      (imagelake.formats: a raw file its format cannot read)
+    │   └── ReconError          (imagelake.recon: data a reconstruction cannot handle)
     ├── DuplicateInstanceError (ValueError)
     ├── StoreError (OSError)
     │   └── FixityError
     ├── RegistryError (RuntimeError)
     ├── QueryError (ValueError)
+    ├── LinkError (ValueError)  (imagelake.linking: unknown link, raw file or series)
     └── AuditChainError (ValueError)
 """
 

@@ -100,7 +100,7 @@ def init(lake_url: str | None) -> None:
 def ingest(
     paths: tuple[str, ...], lake_url: str | None, workers: int | None, no_progress: bool
 ) -> None:
-    """Ingest DICOM files, folders, zip files and DICOMDIRs."""
+    """Ingest DICOM files, raw scanner files, folders, zip files and DICOMDIRs."""
     lake = _lake(lake_url, create=True)
     with _progress(not no_progress) as progress:
         report = lake.ingest(list(paths), workers=workers, progress=progress)
@@ -112,15 +112,33 @@ def ingest(
 @lake_option
 @click.option("--level", type=click.Choice(["series", "instances"]), default="series")
 @click.option("--columns", default=None, help="Comma-separated columns to show.")
+@click.option("--with-raw", is_flag=True, help="Add each series' raw parents (raw_sha256 column).")
+@click.option(
+    "--raw",
+    "raw_conditions",
+    multiple=True,
+    help="Keep series with a raw parent matching FIELD=VALUE (e.g. --raw format=siemens-twix).",
+)
 @format_option
 def query(
-    conditions: tuple[str, ...], lake_url: str | None, level: str, columns: str | None, fmt: str
+    conditions: tuple[str, ...],
+    lake_url: str | None,
+    level: str,
+    columns: str | None,
+    with_raw: bool,
+    raw_conditions: tuple[str, ...],
+    fmt: str,
 ) -> None:
     """Series matching FIELD=VALUE conditions (e.g. Modality=CT SliceThickness=0.5:1.5)."""
     from imagelake.index import parse_filters
 
     lake = _lake(lake_url)
-    df = lake.query(parse_filters(list(conditions)), level=level)
+    filters = parse_filters(list(conditions))
+    if with_raw or raw_conditions:
+        raw = parse_filters(list(raw_conditions)) if raw_conditions else None
+        df = lake.query_with_raw(filters, raw=raw)
+    else:
+        df = lake.query(filters, level=level)
     if columns:
         df = df[[c.strip() for c in columns.split(",")]]
     elif fmt == "table" and level == "series":
@@ -133,6 +151,7 @@ def query(
             "slice_thickness",
             "convolution_kernel",
             "stores",
+            "raw_sha256",
         ]
         df = df[[c for c in keep if c in df.columns]]
     _show(df, fmt)
@@ -269,6 +288,182 @@ def scanners_export(lake_url: str | None) -> None:
     from imagelake.knowledge import to_yaml
 
     click.echo(to_yaml(_lake(lake_url).db), nl=False)
+
+
+@cli.group()
+def raw() -> None:
+    """Raw scanner files (k-space, projections, RF, opaque vendor files)."""
+
+
+_RAW_COLUMNS = [
+    "sha256",
+    "format",
+    "modality",
+    "manufacturer",
+    "model",
+    "software_version",
+    "acquired_at",
+    "size",
+    "arrays",
+    "series_instance_uid",
+]
+
+
+def _short_raw(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    if fmt != "table" or df.empty:
+        return df
+    df = df[[c for c in _RAW_COLUMNS if c in df.columns]].copy()
+    df["sha256"] = df["sha256"].str[:16]
+    df = df.rename(columns={"series_instance_uid": "descendants"})
+    df["descendants"] = df["descendants"].map(len)
+    return df
+
+
+@raw.command(name="list")
+@click.argument("conditions", nargs=-1)
+@lake_option
+@click.option(
+    "--descendant",
+    "descendant_conditions",
+    multiple=True,
+    help="Keep raw files with a descendant series matching FIELD=VALUE (e.g. SliceThickness=1).",
+)
+@format_option
+def raw_list(
+    conditions: tuple[str, ...],
+    lake_url: str | None,
+    descendant_conditions: tuple[str, ...],
+    fmt: str,
+) -> None:
+    """Raw files matching FIELD=VALUE conditions (format=ismrmrd model=Skyra...)."""
+    from imagelake.index import parse_filters
+
+    lake = _lake(lake_url)
+    desc = parse_filters(list(descendant_conditions)) if descendant_conditions else None
+    df = lake.query_raw(parse_filters(list(conditions)), descendants=desc)
+    _show(_short_raw(df, fmt), fmt)
+
+
+@raw.command(name="show")
+@click.argument("sha256")
+@lake_option
+def raw_show(sha256: str, lake_url: str | None) -> None:
+    """One raw file: metadata, arrays, descendants."""
+    lake = _lake(lake_url)
+    ds = lake.open_raw(sha256)
+    click.echo(str(ds))
+    desc = lake.descendants(sha256)
+    click.echo(f"descendants ({len(desc)}):")
+    for row in desc.itertuples():
+        click.echo(f"  {row.series_instance_uid} {row.modality} {row.method} {row.confidence:.3f}")
+
+
+@raw.command(name="get")
+@click.argument("sha256")
+@lake_option
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
+def raw_get(sha256: str, lake_url: str | None, out_dir: str) -> None:
+    """Write a raw file's original bytes (verified by sha256) into OUT."""
+    for path in _lake(lake_url).restore_raw(sha256, out_dir):
+        click.echo(str(path))
+
+
+@cli.group(invoke_without_command=True)
+@lake_option
+@click.option("--accept", "accept_at", type=float, default=None, help="Auto-accept threshold.")
+@click.option("--review", "review_at", type=float, default=None, help="Review-queue threshold.")
+@click.pass_context
+def link(
+    ctx: click.Context, lake_url: str | None, accept_at: float | None, review_at: float | None
+) -> None:
+    """Link raw files to their DICOM descendants (run without a subcommand)."""
+    if ctx.invoked_subcommand is None:
+        click.echo(str(_lake(lake_url).link(accept=accept_at, review=review_at)))
+
+
+def _short_links(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
+    if fmt != "table" or df.empty:
+        return df
+    df = df[
+        [
+            "link_id",
+            "raw_sha256",
+            "format",
+            "series_instance_uid",
+            "modality",
+            "method",
+            "confidence",
+            "status",
+            "decided_by",
+        ]
+    ].copy()
+    df["raw_sha256"] = df["raw_sha256"].str[:16]
+    df["confidence"] = df["confidence"].round(3)
+    return df
+
+
+@link.command(name="list")
+@lake_option
+@click.option(
+    "--status", type=click.Choice(["accepted", "proposed", "rejected", "all"]), default="all"
+)
+@format_option
+def link_list(lake_url: str | None, status: str, fmt: str) -> None:
+    """The link table."""
+    df = _lake(lake_url).links(None if status == "all" else status)
+    _show(_short_links(df, fmt), fmt)
+
+
+@link.command(name="review")
+@lake_option
+@click.option("--accept", "accept_ids", type=int, multiple=True, help="Accept link ID.")
+@click.option("--reject", "reject_ids", type=int, multiple=True, help="Reject link ID.")
+@click.option("--note", default=None, help="Why (kept with the link).")
+@click.option("--evidence", "show_evidence", is_flag=True, help="Show each link's evidence.")
+@format_option
+def link_review(
+    lake_url: str | None,
+    accept_ids: tuple[int, ...],
+    reject_ids: tuple[int, ...],
+    note: str | None,
+    show_evidence: bool,
+    fmt: str,
+) -> None:
+    """The review queue; --accept/--reject ID record a decision (who and when, audited)."""
+    lake = _lake(lake_url)
+    for link_id in accept_ids:
+        d = lake.review(link_id, accept=True, note=note)
+        click.echo(f"link {link_id}: {d['previous']} -> {d['status']}")
+    for link_id in reject_ids:
+        d = lake.review(link_id, accept=False, note=note)
+        click.echo(f"link {link_id}: {d['previous']} -> {d['status']}")
+    if accept_ids or reject_ids:
+        return
+    df = lake.review_queue()
+    if show_evidence and fmt == "table":
+        for row in df.itertuples():
+            click.echo(
+                f"link {row.link_id}: raw {row.raw_sha256[:16]} -> {row.series_instance_uid}"
+            )
+            for item in row.evidence:
+                if "rule" in item:
+                    click.echo(f"    {item['rule']:<22} {item['weight']:+.2f}  {item['detail']}")
+                elif "reason" in item:
+                    click.echo(
+                        f"    => {item['reason']}"
+                        + (f" (conflict: {item['conflict']})" if item.get("conflict") else "")
+                    )
+        return
+    _show(_short_links(df, fmt), fmt)
+
+
+@cli.command()
+@click.argument("sha256")
+@lake_option
+@click.option("--method", default=None, help="Reconstruction (default: the first for the format).")
+def recon(sha256: str, lake_url: str | None, method: str | None) -> None:
+    """Reconstruct a raw file with a reference method; ingest and link the DICOM series."""
+    click.echo(str(_lake(lake_url).reconstruct(sha256, method)))
 
 
 @cli.command()

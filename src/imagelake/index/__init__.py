@@ -31,13 +31,18 @@ snapshot replaces the files.
 from imagelake.index._filters import parse_filters
 from imagelake.index._layout import INDEX_SCHEMA_VERSION
 from imagelake.index._query import IndexReader, Level, query
+from imagelake.index._raw import links_frame, query_raw, query_series_with_raw, raw_frame
 from imagelake.index._snapshot import write_snapshot
 
 __all__ = [
     "INDEX_SCHEMA_VERSION",
     "IndexReader",
     "Level",
+    "links_frame",
     "parse_filters",
     "query",
+    "query_raw",
+    "query_series_with_raw",
+    "raw_frame",
     "write_snapshot",
 ]

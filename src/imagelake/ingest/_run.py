@@ -41,6 +41,7 @@ from imagelake.dicom import (
 from imagelake.errors import ImagelakeError, InvalidInputError
 from imagelake.ingest._discover import discover
 from imagelake.ingest._quarantine import QuarantineEntry, quarantine
+from imagelake.ingest._raw import PatientHasher, collect_raw, ingest_raw_objects
 from imagelake.ingest._register import register_series
 from imagelake.knowledge import ScannerIndex, record_sighting
 from imagelake.store import (
@@ -77,6 +78,8 @@ class IngestReport:
     files_seen: int = 0
     instances_new: int = 0
     instances_skipped: int = 0
+    raw_new: list[str] = field(default_factory=list)  # sha256 of raw objects added
+    raw_skipped: int = 0
     already_quarantined: int = 0
     series_new: int = 0
     series_updated: int = 0
@@ -102,6 +105,11 @@ class IngestReport:
             f"({self.bytes_in / 1e6:.1f} MB in, {self.bytes_stored / 1e6:.1f} MB stored, "
             f"{ratio:.2f}:1) in {self.seconds:.1f} s",
         ]
+        if self.raw_new or self.raw_skipped:
+            lines.insert(
+                1,
+                f"{len(self.raw_new)} new raw files, {self.raw_skipped} already in the lake",
+            )
         for q in self.quarantined[:20]:
             lines.append(f"  quarantined {q.source}: {q.reason}")
         if len(self.quarantined) > 20:
@@ -165,6 +173,12 @@ def sweep_orphans(lakefs: LakeFS, db: Database) -> list[str]:
         removed.append(f".tmp/{name}")
     with db.connect() as conn:
         referenced = {r[0] for r in conn.execute(sa.select(model.stack.c.store_path))}
+        referenced |= {r[0] for r in conn.execute(sa.select(model.raw_file.c.store_path)) if r[0]}
+    for store in lakefs.ls("stores/raw"):
+        rel = f"stores/raw/{store}"
+        if rel not in referenced:
+            lakefs.rm_tree(rel)
+            removed.append(rel)
     for series_dir in lakefs.ls("stores/dicom"):
         for store in lakefs.ls(f"stores/dicom/{series_dir}"):
             rel = f"stores/dicom/{series_dir}/{store}"
@@ -186,7 +200,9 @@ class _Ingest:
         workers: int | None,
         user: str,
         progress: Progress | None,
+        patient_hasher: PatientHasher | None = None,
     ) -> None:
+        self.patient_hasher = patient_hasher
         self.lakefs = lakefs
         self.db = db
         self.settings = settings
@@ -236,6 +252,11 @@ class _Ingest:
     def reject(self, source: Source | StoredInstance, error: str, reason: str) -> None:
         if not isinstance(source, Source):
             raise ImagelakeError(f"an instance already in the lake failed: {reason}")
+        if error == "NotDicomError" and source.member is None:
+            reason += (
+                "; no raw format recognises it either (to archive it as an opaque raw file, "
+                f"describe it in a sidecar {source.name}.imagelake.yaml)"
+            )
         try:
             data = source.read_bytes()
         except OSError:
@@ -455,11 +476,14 @@ class _Ingest:
             sweep_orphans(self.lakefs, self.db)
             sources = list(discover(paths))
             self.report.files_seen = len(sources)
+            raw_objects, sources = collect_raw(sources)
+            if raw_objects:
+                self._ingest_raw(raw_objects)
             if self._want_pool(len(sources)):
                 self.pool = _executor(self.workers)
             infos = self.select_new(self.inspect(sources))
             self.report.instances_new = len(infos)
-            self.report.bytes_in = sum(i.size for i in infos)
+            self.report.bytes_in += sum(i.size for i in infos)
             by_series: dict[str, list[InstanceInfo]] = defaultdict(list)
             for info in infos:
                 by_series[info.series_instance_uid].append(info)
@@ -478,6 +502,25 @@ class _Ingest:
             self.report.seconds = time.perf_counter() - started
             _finish_job(self.db, self.report, status)
         return self.report
+
+    def _ingest_raw(self, objects: Sequence[Any]) -> None:
+        outcome = ingest_raw_objects(
+            self.lakefs,
+            self.db,
+            objects,
+            index=ScannerIndex.from_db(self.db),
+            job_id=self.report.job_id,
+            patient_hasher=self.patient_hasher,
+            progress=lambda done, total: self.progress("raw files", done, total),
+        )
+        self.report.raw_new.extend(outcome.new)
+        self.report.raw_skipped += outcome.skipped
+        self.report.bytes_in += outcome.bytes_in
+        self.report.bytes_stored += outcome.bytes_stored
+        self.report.alerts.extend(outcome.alerts)
+        for obj, error, reason in outcome.failed:
+            for path in obj.paths:
+                self.reject(Source(path), error, reason)
 
     def _ingest_series(self, by_series: dict[str, list[InstanceInfo]], index: ScannerIndex) -> None:
         pending = dict(by_series)
@@ -548,6 +591,8 @@ def _finish_job(db: Database, report: IngestReport, status: str) -> None:
         "files_seen": report.files_seen,
         "instances_new": report.instances_new,
         "instances_skipped": report.instances_skipped,
+        "raw_new": len(report.raw_new),
+        "raw_skipped": report.raw_skipped,
         "series_new": report.series_new,
         "series_updated": report.series_updated,
         "stacks_written": report.stacks_written,
@@ -573,6 +618,7 @@ def ingest_paths(
     workers: int | None = None,
     user: str = "unknown",
     progress: Progress | None = None,
+    patient_hasher: PatientHasher | None = None,
 ) -> IngestReport:
     """Ingest DICOM files, folders, zip files and DICOMDIRs into a lake.
 
@@ -585,5 +631,6 @@ def ingest_paths(
         workers=workers,
         user=user,
         progress=progress,
+        patient_hasher=patient_hasher,
     )
     return job.run(list(paths))

@@ -8,7 +8,7 @@ form that builds the index for a single question.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -67,6 +67,9 @@ class ScannerCheck:
         The listed version that matched, as the knowledge base spells it.
     emulator
         The emulator of the matched version, if any.
+    raw_formats
+        Raw formats the knowledge base says this scanner writes (the scanner's list and
+        the matched version's); empty when unknown or not stated.
     """
 
     status: ScannerStatus
@@ -77,6 +80,7 @@ class ScannerCheck:
     scanner_id: int | None = None
     matched_version: str | None = None
     emulator: str | None = None
+    raw_formats: tuple[str, ...] = ()
 
     @property
     def known(self) -> bool:
@@ -89,6 +93,9 @@ class _Known:
     scanner_id: int | None
     # normalised version -> (version as listed, emulator)
     versions: Mapping[str, tuple[str, str | None]]
+    raw_formats: tuple[str, ...] = ()
+    # normalised version -> raw formats listed for that version
+    version_formats: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 class ScannerIndex:
@@ -109,25 +116,35 @@ class ScannerIndex:
         """Index the registry's ``scanner`` and ``scanner_version`` tables (two queries)."""
         with transaction(target) as conn:
             scanners = conn.execute(
-                sa.select(m.scanner.c.id, m.scanner.c.manufacturer, m.scanner.c.model)
+                sa.select(
+                    m.scanner.c.id,
+                    m.scanner.c.manufacturer,
+                    m.scanner.c.model,
+                    m.scanner.c.raw_formats,
+                )
             ).all()
             versions = conn.execute(
                 sa.select(
                     m.scanner_version.c.scanner_id,
                     m.scanner_version.c.software_version,
                     m.scanner_version.c.emulator,
+                    m.scanner_version.c.raw_formats,
                 ).order_by(m.scanner_version.c.id)
             ).all()
         by_id: dict[int, dict[str, tuple[str, str | None]]] = {int(s.id): {} for s in scanners}
+        formats_by_id: dict[int, dict[str, tuple[str, ...]]] = {int(s.id): {} for s in scanners}
         for v in versions:
             listed = by_id.get(int(v.scanner_id))
             if listed is not None:
-                listed.setdefault(
-                    normalize_version(v.software_version), (v.software_version, v.emulator)
-                )
+                norm = normalize_version(v.software_version)
+                listed.setdefault(norm, (v.software_version, v.emulator))
+                formats_by_id[int(v.scanner_id)].setdefault(norm, tuple(v.raw_formats or ()))
         index: dict[str, _Known] = {}
         for s in sorted(scanners, key=lambda r: int(r.id)):
-            index.setdefault(scanner_key(s.manufacturer, s.model), _Known(s.id, by_id[s.id]))
+            index.setdefault(
+                scanner_key(s.manufacturer, s.model),
+                _Known(s.id, by_id[s.id], tuple(s.raw_formats or ()), formats_by_id[int(s.id)]),
+            )
         return cls(index)
 
     @classmethod
@@ -139,6 +156,11 @@ class ScannerIndex:
                     None,
                     {
                         normalize_version(v.version): (v.version, v.emulator)
+                        for v in e.software_versions
+                    },
+                    tuple(e.raw_formats),
+                    {
+                        normalize_version(v.version): tuple(v.raw_formats)
                         for v in e.software_versions
                     },
                 )
@@ -175,13 +197,23 @@ class ScannerIndex:
         known = self._scanners.get(unidentified.key)
         if known is None:
             return replace(unidentified, status="unknown_scanner")
-        found = replace(unidentified, status="known", scanner_id=known.scanner_id)
+        found = replace(
+            unidentified,
+            status="known",
+            scanner_id=known.scanner_id,
+            raw_formats=known.raw_formats,
+        )
         if not known.versions or not versions:
             return found
         for version in versions:
-            match = known.versions.get(normalize_version(version))
+            norm = normalize_version(version)
+            match = known.versions.get(norm)
             if match is not None:
-                return replace(found, matched_version=match[0], emulator=match[1])
+                extra = known.version_formats.get(norm, ())
+                formats = tuple(dict.fromkeys((*known.raw_formats, *extra)))
+                return replace(
+                    found, matched_version=match[0], emulator=match[1], raw_formats=formats
+                )
         return replace(found, status="unknown_software_version")
 
 

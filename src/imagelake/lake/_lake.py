@@ -23,7 +23,14 @@ from imagelake import model
 from imagelake._fs import LakeFS
 from imagelake._version import __version__
 from imagelake.audit import AuditLog, AuditReport
-from imagelake.catalog import StackEntry, TableEntry, make_stack_key, write_catalog
+from imagelake.catalog import (
+    RawEntry,
+    StackEntry,
+    TableEntry,
+    make_raw_key,
+    make_stack_key,
+    write_catalog,
+)
 from imagelake.config import Settings, get_settings
 from imagelake.db import Database
 from imagelake.errors import (
@@ -38,6 +45,7 @@ from imagelake.index import query as index_query
 from imagelake.index import write_snapshot
 from imagelake.ingest import IngestReport, Progress, ingest_paths
 from imagelake.knowledge import sync as sync_knowledge
+from imagelake.lake._raw import RawLinkMixin
 from imagelake.store import FixityProblem, StoreSettings, open_stack, verify_store
 
 __all__ = ["LAKE_MARKER", "Lake", "open_lake"]
@@ -54,7 +62,7 @@ _TABLES = [
 ]
 
 
-class Lake:
+class Lake(RawLinkMixin):
     """A lake at ``root`` (a local folder or an fsspec URL).
 
     Parameters
@@ -152,11 +160,15 @@ class Lake:
         *,
         workers: int | None = None,
         progress: Progress | None = None,
+        link: bool = True,
     ) -> IngestReport:
-        """Ingest DICOM files, folders, zip files and DICOMDIRs (idempotent).
+        """Ingest DICOM files, raw scanner files, folders, zip files and DICOMDIRs (idempotent).
 
-        Bad inputs are quarantined with their reason and the batch goes on; the report
-        says what happened. The index, catalog and audit log are brought up to date.
+        Raw files are recognised by the format registry (:mod:`imagelake.formats`) and
+        archived byte-exact with their decoded arrays. Bad inputs are quarantined with
+        their reason and the batch goes on; the report says what happened. The index,
+        catalog and audit log are brought up to date. With ``link`` (the default), when
+        the lake holds raw files and something new arrived, :meth:`link` runs.
         """
         if isinstance(paths, str | os.PathLike):
             paths = [paths]
@@ -178,6 +190,7 @@ class Lake:
                 workers=n_workers,
                 user=s.user,
                 progress=progress,
+                patient_hasher=self._raw_patient_hasher(),
             )
             self.refresh()
             self.audit.record(
@@ -191,14 +204,63 @@ class Lake:
                     "quarantined": len(report.quarantined),
                     "series_new": report.series_new,
                     "series_updated": report.series_updated,
+                    "raw_new": len(report.raw_new),
                 },
             )
+        if link and (report.raw_new or report.instances_new) and self._has_raw():
+            self.link()
         return report
+
+    def _has_raw(self) -> bool:
+        with self.db.connect() as conn:
+            return conn.execute(sa.select(model.raw_file.c.id).limit(1)).first() is not None
 
     def refresh(self) -> None:
         """Rewrite the Parquet index and the Intake catalog from the registry."""
         write_snapshot(self.db, self.fs)
-        write_catalog(self.fs, self._stack_entries(), _TABLES, name="imagelake", consolidated=True)
+        write_catalog(
+            self.fs,
+            self._stack_entries(),
+            _TABLES,
+            name="imagelake",
+            consolidated=True,
+            raws=self._raw_entries(),
+        )
+
+    def _raw_entries(self) -> list[RawEntry]:
+        r = model.raw_file
+        with self.db.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    r.c.sha256, r.c.format, r.c.store_path, r.c.manufacturer, r.c.model, r.c.meta
+                )
+                .where(r.c.store_path.is_not(None))
+                .order_by(r.c.id)
+            ).all()
+        out = []
+        for row in rows:
+            meta = row.meta or {}
+            arrays = meta.get("arrays") or {}
+            if not arrays:
+                continue  # nothing to open as data: listed in the raw table only
+            out.append(
+                RawEntry(
+                    key=make_raw_key(row.sha256, row.format),
+                    store_path=row.store_path,
+                    description=" ".join(
+                        str(v) for v in (row.format, meta.get("modality"), row.model) if v
+                    ),
+                    metadata={
+                        "raw_sha256": row.sha256,
+                        "format": row.format,
+                        "modality": meta.get("modality"),
+                        "manufacturer": row.manufacturer,
+                        "model": row.model,
+                        "arrays": {k: list(v) for k, v in arrays.items()},
+                    },
+                )
+            )
+        return out
 
     def _stack_entries(self) -> list[StackEntry]:
         st, se = model.stack, model.series
@@ -306,7 +368,8 @@ class Lake:
 
     def _table(self, table: sa.Table, order: Any) -> pd.DataFrame:
         with self.db.connect() as conn:
-            return pd.DataFrame(conn.execute(sa.select(table).order_by(order)).mappings().all())
+            rows = conn.execute(sa.select(table).order_by(order)).mappings().all()
+        return pd.DataFrame(rows, columns=[c.name for c in table.columns])
 
     def alerts(self, status: str | None = "open") -> pd.DataFrame:
         """Alerts (unknown scanners, software versions...), newest first."""
@@ -364,6 +427,7 @@ class Lake:
         problems: list[FixityProblem] = []
         for path, digest in rows:
             problems.extend(verify_store(self.fs, path, digest))
+        problems.extend(self.verify_raw())
         return problems
 
     def verify_audit(self) -> AuditReport:

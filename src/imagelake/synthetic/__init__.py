@@ -12,6 +12,13 @@ patient named ``SYNTHETIC^...``.
 >>> series = mr + synthetic.localizer(mr)          # one series, two stacks  # doctest: +SKIP
 >>> synthetic.bad_inputs("bad", reference=mr[0])                           # doctest: +SKIP
 >>> manifest = synthetic.build_demo_dataset("demo", size="small")          # doctest: +SKIP
+>>> g = synthetic.FanBeamGeometry(n_rows=2)                                 # doctest: +SKIP
+>>> synthetic.write_ctpd("pd", synthetic.fan_beam_sinogram(g), g)            # doctest: +SKIP
+
+Raw scanner data: :mod:`imagelake.synthetic.sinogram` (CT projections, DICOM-CT-PD),
+:mod:`imagelake.synthetic.ultrasound` (USTB UFF channel data),
+:mod:`imagelake.synthetic.samples` (real ISMRMRD files from ismrmrd-tools, the twixtools
+TWIX examples) and :mod:`imagelake.synthetic.demo_raw` (the demo's raw files).
 
 Layer L1: imports numpy, pydicom (and its codec plugins) and imagelake's L0 only.
 """
@@ -34,6 +41,12 @@ from imagelake.synthetic.demo import DEMO_SCANNERS, DemoManifest, DemoSeries, bu
 from imagelake.synthetic.localizer import localizer
 from imagelake.synthetic.phantom import CorrelatedNoise, CTPhantom, MRPhantom, correlated_noise
 from imagelake.synthetic.series import ct_series, mr_series
+from imagelake.synthetic.sinogram import (
+    FanBeamGeometry,
+    fan_beam_sinogram,
+    rasterize_phantom,
+    write_ctpd,
+)
 from imagelake.synthetic.writing import (
     LOSSLESS_TRANSFER_SYNTAXES,
     compress,
@@ -56,6 +69,7 @@ __all__ = [
     "CorrelatedNoise",
     "DemoManifest",
     "DemoSeries",
+    "FanBeamGeometry",
     "MRPhantom",
     "Patient",
     "Scanner",
@@ -64,9 +78,12 @@ __all__ = [
     "compress",
     "correlated_noise",
     "ct_series",
+    "fan_beam_sinogram",
     "localizer",
     "mr_series",
+    "rasterize_phantom",
     "synthetic_uid",
     "transfer_syntax_uid",
+    "write_ctpd",
     "write_series",
 ]

@@ -90,7 +90,9 @@ def _stamp_header(path: Path, metadata: Mapping[str, Mapping[str, Any]]) -> None
             current = getattr(header, section)
             if current is None:
                 hint = typing.get_type_hints(type(header)).get(section)
-                classes = [a for a in typing.get_args(hint) if isinstance(a, type) and a is not type(None)]
+                classes = [
+                    a for a in typing.get_args(hint) if isinstance(a, type) and a is not type(None)
+                ]
                 if not classes:
                     raise ConfigError(f"cannot create ISMRMRD header section {section!r}")
                 setattr(header, section, classes[0](**values))
