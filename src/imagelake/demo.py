@@ -175,6 +175,20 @@ def show_lake(lake: Lake, *, echo: Echo = print) -> None:
             echo(table.to_string(index=False))
         queue = lake.review_queue()
         echo(f"\nreview queue ({len(queue)}): imagelake link review --evidence")
+        ct = lake.query_with_raw(Modality="CT", raw={"format": "dicom-ct-pd"})
+        echo(
+            f"\nCT series with a projection-data parent ({len(ct)}): "
+            "lake.query_with_raw(Modality='CT', raw={'format': 'dicom-ct-pd'})"
+        )
+        for row in ct.itertuples():
+            echo(f"  {row.series_description}  <-  raw {', '.join(s[:12] for s in row.raw_sha256)}")
+        thin = lake.query_raw(descendants={"SliceThickness": (0.5, 1.5)})
+        echo(
+            f"raw files with a descendant of 0.5-1.5 mm slices ({len(thin)}): "
+            "lake.query_raw(descendants={'SliceThickness': (0.5, 1.5)})"
+        )
+        for row in thin.itertuples():
+            echo(f"  {row.sha256[:12]} {row.format} {row.model}")
         alerts = lake.alerts()
         echo(f"\nalerts ({len(alerts)} open):")
         if not alerts.empty:

@@ -159,3 +159,20 @@ def test_patient_identity_from_raw_headers_stays_out_of_the_lake_metadata(
             assert secret.encode() not in path.read_bytes()
     alerts = lake.alerts()
     assert not any(PATIENT.id in str(m) for m in alerts.message)
+
+
+def test_raw_arrays_are_in_the_lake_catalog(tmp_path: Path, inputs: dict[str, Path]) -> None:
+    import intake
+
+    lake = open_lake(tmp_path / "lake", create=True)
+    lake.ingest([inputs["ismrmrd"], inputs["opaque"]], link=False)
+    cat = intake.from_yaml_file(str(tmp_path / "lake" / "catalog.yaml"))
+    raw_keys = [k for k in cat.entries if k.startswith("raw_")]
+    assert len(raw_keys) == 1  # the opaque blob has no arrays: it is in the raw table only
+    entry = cat.entries[raw_keys[0]]
+    assert entry.metadata["format"] == "ismrmrd"
+    ds = cat[raw_keys[0]].read()
+    expected = get_format("ismrmrd").open(inputs["ismrmrd"]).arrays["kspace"].load()
+    assert (ds.kspace.values == expected).all()
+    table = cat["raw"].read()
+    assert set(table.format) == {"ismrmrd", "opaque"}

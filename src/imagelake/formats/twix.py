@@ -350,6 +350,16 @@ def _layout(dims: tuple[str, ...], shape: tuple[int, ...]) -> tuple[list[int], l
     return order, squeezed
 
 
+def _slice_fov(yaps: Any) -> list[float] | None:
+    """Readout and phase field of view and slice thickness (mm) of the first slice."""
+    try:
+        first = yaps["sSliceArray"]["asSlice"][0]
+        fov = [float(first["dReadoutFOV"]), float(first["dPhaseFOV"]), float(first["dThickness"])]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    return fov if all(v > 0 for v in fov) else None
+
+
 def _array(path: str, name: str, meas: int, kind: str, tarr: Any, last: dict[str, Any]) -> RawArray:
     dims = tuple(str(d) for d in tarr.dims)
     shape = tuple(int(n) for n in tarr.shape)
@@ -395,6 +405,9 @@ def _array(path: str, name: str, meas: int, kind: str, tarr: Any, last: dict[str
                 "readout_oversampling": float(os_factor),
             }
         )
+        fov = _slice_fov(yaps)
+        if fov is not None:
+            attrs["recon_fov_mm"] = fov
     return RawArray(
         name=name,
         dims=tuple(DIM_NAMES[dims[i]] for i in order),

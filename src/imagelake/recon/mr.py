@@ -51,6 +51,10 @@ class MrCartesian(Reconstructor):
         ``{dim: index}`` for any other leading dimension (contrast, phase, set...);
         unnamed ones take index 0. A ``slice`` dimension gives the output slices and a
         ``kz`` dimension is Fourier transformed (3-D encoding).
+
+    Echo-planar data (a raw file with ``phasecorr`` navigator scans) needs the odd/even
+    line correction this method does not do: it is refused rather than reconstructed
+    with ghosts.
     """
 
     name = "mr-cartesian"
@@ -64,6 +68,11 @@ class MrCartesian(Reconstructor):
         self, content: RawContent, params: Mapping[str, Any]
     ) -> tuple[ReconResult, list[RawArray]]:
         arr = self._array(content, "kspace")
+        if "phasecorr" in content.arrays:
+            raise ReconError(
+                "mr-cartesian: echo-planar data (phase-correction scans present) needs "
+                "odd/even line correction, which this reference method does not do"
+            )
         dims = tuple(arr.dims)
         if dims[-3:] != ("coil", "ky", "kx"):
             raise ReconError(f"mr-cartesian: kspace dims {dims} do not end in (coil, ky, kx)")
