@@ -175,6 +175,16 @@ class LakeFS:
             with open(local_file, "rb") as src:
                 _replace_via_tmp(target, lambda fh: shutil.copyfileobj(src, fh))
 
+    def copy_in(self, local_file: str, rel: str) -> None:
+        """Copy a local file (left in place) to ``rel``, streamed, old-or-new for readers."""
+        target = self.path(rel)
+        if not self.is_local:
+            self.fs.put_file(local_file, target)
+            return
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(local_file, "rb") as src:
+            _replace_via_tmp(target, lambda fh: shutil.copyfileobj(src, fh, 1 << 20))
+
     def append_line(self, rel: str, line: str) -> None:
         """Append one line durably (local files only: the audit log lives next to the lake)."""
         target = Path(self.path(rel))

@@ -22,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from imagelake.config import get_settings
-from imagelake.errors import ImagelakeError
+from imagelake.errors import ConfigError, ImagelakeError
 from imagelake.ingest import IngestReport
 from imagelake.lake import Lake, open_lake
 from imagelake.synthetic import DemoManifest, build_demo_dataset
@@ -36,10 +36,18 @@ Echo = Callable[[str], None]
 def build_demo_inputs(data_dir: Path, *, size: str = "full", seed: int = 0) -> DemoManifest | None:
     """Write the demo inputs once (an existing complete folder is reused)."""
     done = data_dir / ".complete"
+    mine = data_dir / ".imagelake-demo"
     if done.exists():
         return None
-    if data_dir.exists():
+    if data_dir.exists() and any(data_dir.iterdir()):
+        if not mine.exists():
+            raise ConfigError(
+                f"{data_dir} exists and is not an imagelake demo folder; give --data a new "
+                "or empty folder (the demo writes its inputs there)"
+            )
         shutil.rmtree(data_dir)  # a partial folder from an interrupted run
+    data_dir.mkdir(parents=True, exist_ok=True)
+    mine.write_text("written by imagelake demo; safe to delete\n")
     manifest = build_demo_dataset(data_dir / "synthetic", size=size, seed=seed)  # type: ignore[arg-type]
     build_demo_raw(data_dir / "raw", manifest)
     real = data_dir / "pydicom-test-files"

@@ -129,5 +129,15 @@ def test_link_cli(world: dict[str, Any], imagelake_exe: str) -> None:
     assert sum(1 for r in json.loads(query.stdout) if r["raw_sha256"]) == 1
     bad = run("link", "review", "--accept", "999999")
     assert bad.returncode == 2 and "no link with id" in bad.stderr
+    # the lake named on the group reaches the subcommands
+    grouped = subprocess.run(
+        [imagelake_exe, "link", "--lake", url, "list", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd="/",
+    )
+    assert grouped.returncode == 0, grouped.stderr
+    assert len(json.loads(grouped.stdout)) == len(rows)
     relink = run("link")
     assert relink.returncode == 0 and "proposals" in relink.stdout

@@ -377,8 +377,18 @@ def link(
     ctx: click.Context, lake_url: str | None, accept_at: float | None, review_at: float | None
 ) -> None:
     """Link raw files to their DICOM descendants (run without a subcommand)."""
+    ctx.obj = {"lake_url": lake_url}
     if ctx.invoked_subcommand is None:
         click.echo(str(_lake(lake_url).link(accept=accept_at, review=review_at)))
+    elif accept_at is not None or review_at is not None:
+        raise click.UsageError("--accept/--review thresholds apply to `imagelake link` itself")
+
+
+def _group_lake(lake_url: str | None) -> Any:
+    """The lake named on the subcommand, else on the group (`imagelake link --lake X list`)."""
+    ctx = click.get_current_context()
+    parent = (ctx.parent.obj or {}) if ctx.parent is not None else {}
+    return _lake(lake_url or parent.get("lake_url"))
 
 
 def _short_links(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
@@ -410,7 +420,7 @@ def _short_links(df: pd.DataFrame, fmt: str) -> pd.DataFrame:
 @format_option
 def link_list(lake_url: str | None, status: str, fmt: str) -> None:
     """The link table."""
-    df = _lake(lake_url).links(None if status == "all" else status)
+    df = _group_lake(lake_url).links(None if status == "all" else status)
     _show(_short_links(df, fmt), fmt)
 
 
@@ -430,7 +440,7 @@ def link_review(
     fmt: str,
 ) -> None:
     """The review queue; --accept/--reject ID record a decision (who and when, audited)."""
-    lake = _lake(lake_url)
+    lake = _group_lake(lake_url)
     for link_id in accept_ids:
         d = lake.review(link_id, accept=True, note=note)
         click.echo(f"link {link_id}: {d['previous']} -> {d['status']}")
@@ -455,6 +465,17 @@ def link_review(
                     )
         return
     _show(_short_links(df, fmt), fmt)
+
+
+@link.command(name="add")
+@click.argument("sha256")
+@click.argument("series_instance_uid")
+@lake_option
+@click.option("--note", default="", help="Why (kept with the link).")
+def link_add(sha256: str, series_instance_uid: str, lake_url: str | None, note: str) -> None:
+    """Link a raw file to a series by hand (method manual; audited)."""
+    link_id = _group_lake(lake_url).add_link(sha256, series_instance_uid, note=note)
+    click.echo(f"link {link_id}: manual, accepted")
 
 
 @cli.command()

@@ -30,6 +30,7 @@ The file is always opened read-only (``ismrmrd.Dataset`` defaults to read/write)
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -165,9 +166,16 @@ class IsmrmrdFormat(RawFormat):
                 raise RawFormatError(f"{p}: cannot read the ISMRMRD acquisitions: {exc}") from exc
         xml = raw_xml.decode("utf-8", "replace") if isinstance(raw_xml, bytes) else str(raw_xml)
         try:
-            header = xsd.CreateFromDocument(xml)
-        except Exception as exc:  # xsdata raises several parser errors
-            raise RawFormatError(f"{p}: the ISMRMRD XML header does not parse: {exc}") from exc
+            # xsdata warns with the offending value quoted, and the header holds patient
+            # data (subjectInformation): silence it, and name only the error class
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                header = xsd.CreateFromDocument(xml)
+        except Exception as exc:  # noqa: BLE001 - xsdata raises several parser errors
+            raise RawFormatError(
+                f"{p}: the ISMRMRD XML header does not parse ({type(exc).__name__}; details "
+                "withheld, the header may hold patient data)"
+            ) from None
         if not header.encoding:
             raise RawFormatError(f"{p}: the ISMRMRD XML header has no <encoding>")
         meta = self._meta(header, head)

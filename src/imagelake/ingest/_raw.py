@@ -52,6 +52,8 @@ class RawObject:
 
     format: RawFormat
     paths: list[str]
+    #: why the object cannot be ingested, found while collecting (error class, reason)
+    error: tuple[str, str] | None = None
 
     @property
     def locator(self) -> str:
@@ -90,7 +92,11 @@ def collect_raw(sources: Sequence[Source]) -> tuple[list[RawObject], list[Source
         if fmt is None:
             dicom.append(source)
             continue
-        key = fmt.group_key(source.path)
+        try:
+            key = fmt.group_key(source.path)
+        except Exception as exc:  # noqa: BLE001 - a bad file must not stop the batch
+            singles.append(RawObject(fmt, [source.path], error=(type(exc).__name__, str(exc))))
+            continue
         if key is None:
             singles.append(RawObject(fmt, [source.path]))
         else:
@@ -152,6 +158,36 @@ def _not_viable(
     return upserted.created, message
 
 
+#: registry column widths of raw_file (longer header values are cut, marked with "…")
+_WIDTHS = {"manufacturer": 128, "model": 128, "software_version": 256, "device_serial": 64,
+           "acquired_at": 32}  # fmt: skip
+
+
+def _clip(name: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    width = _WIDTHS[name]
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of reader metadata (numpy scalars and arrays, tuples, odd types)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", 1) == 0:
+        return _plain(item())
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return _plain(tolist())
+    return str(value)
+
+
 def _register(
     conn: Connection,
     *,
@@ -167,7 +203,7 @@ def _register(
 ) -> None:
     meta = content.meta
     details: dict[str, Any] = {
-        **meta.public(),
+        **_plain(meta.public()),
         "members": [
             {"name": n, "sha256": h, "size": s}
             for n, h, s in zip(names, hashes, sizes, strict=True)
@@ -186,11 +222,11 @@ def _register(
             source_path=obj.paths[0] if len(obj.paths) == 1 else os.path.commonpath(obj.paths),
             size=sum(sizes),
             store_path=result.store_path,
-            manufacturer=meta.manufacturer,
-            model=meta.model,
-            software_version=meta.software_version,
-            device_serial=meta.device_serial,
-            acquired_at=meta.acquired_at,
+            manufacturer=_clip("manufacturer", meta.manufacturer),
+            model=_clip("model", meta.model),
+            software_version=_clip("software_version", meta.software_version),
+            device_serial=_clip("device_serial", meta.device_serial),
+            acquired_at=_clip("acquired_at", meta.acquired_at),
             scanner_id=scanner_id,
             meta=details,
             ingested_at=utcnow(),
@@ -213,13 +249,24 @@ def ingest_raw_objects(
     for done, obj in enumerate(objects):
         if progress is not None:
             progress(done, len(objects))
-        names = _member_names(obj.paths)
+        if obj.error is not None:
+            out.failed.append((obj, *obj.error))
+            continue
         try:
             hashes = [sha256_file(p) for p in obj.paths]
             sizes = [os.path.getsize(p) for p in obj.paths]
         except OSError as exc:
             out.failed.append((obj, type(exc).__name__, f"cannot read raw file: {exc}"))
             continue
+        if len(set(hashes)) < len(hashes):  # the same file twice (a backup copy): once
+            first: dict[str, int] = {}
+            for i, h in enumerate(hashes):
+                first.setdefault(h, i)
+            keep = sorted(first.values())
+            obj = RawObject(obj.format, [obj.paths[i] for i in keep])
+            hashes = [hashes[i] for i in keep]
+            sizes = [sizes[i] for i in keep]
+        names = _member_names(obj.paths)
         sha = raw_object_sha256(list(zip(names, hashes, strict=True)))
         if _existing(db, sha):
             out.skipped += 1
@@ -232,60 +279,64 @@ def ingest_raw_objects(
         except Exception as exc:  # noqa: BLE001 - a reader bug on one file must not stop the batch
             out.failed.append((obj, type(exc).__name__, f"{obj.format.name} reader failed: {exc}"))
             continue
-        members = [
-            RawMember(name=n, path=p, sha256=h)
-            for n, p, h in zip(names, obj.paths, hashes, strict=True)
-        ]
-        result = write_raw_store(lakefs, sha256=sha, members=members, content=content)
-        meta = content.meta
-        check = index.check(meta.manufacturer, meta.model, meta.software_version)
-        patient = None
-        if patient_hasher is not None and not meta.patient.empty:
-            patient = patient_hasher(meta.patient)
-        with db.begin() as conn:
-            _register(
-                conn,
-                sha=sha,
-                obj=obj,
-                content=content,
-                names=names,
-                hashes=hashes,
-                sizes=sizes,
-                result=result,
-                patient=patient,
-                scanner_id=check.scanner_id,
-            )
-            context = {"raw_sha256": sha, "format": obj.format.name}
-            if meta.device_serial:
-                context["device_serial"] = meta.device_serial
-            alert = record_sighting(conn, check, modality=meta.modality, context=context)
-            if alert is not None and alert.created:
-                out.alerts.append(f"{check.status}: {check.manufacturer} {check.model} (raw)")
-            if check.known and check.raw_formats and obj.format.name not in check.raw_formats:
-                label = str(meta.extra.get("label") or "")
-                if not label or label not in check.raw_formats:
-                    upserted = upsert_alert(
-                        conn,
-                        "unexpected_raw_format",
-                        f"{check.key}|{obj.format.name}|{label}",
-                        f"Raw format {label or obj.format.name} from {check.manufacturer} "
-                        f"{check.model}, which the knowledge base says writes "
-                        f"{', '.join(check.raw_formats)}; first seen in raw file sha256:{sha}",
-                        details={**context, "expected": list(check.raw_formats)},
-                    )
-                    if upserted.created:
-                        out.alerts.append(
-                            f"unexpected_raw_format: {obj.format.name} from {check.model}"
+        try:
+            members = [
+                RawMember(name=n, path=p, sha256=h)
+                for n, p, h in zip(names, obj.paths, hashes, strict=True)
+            ]
+            result = write_raw_store(lakefs, sha256=sha, members=members, content=content)
+            meta = content.meta
+            check = index.check(meta.manufacturer, meta.model, meta.software_version)
+            patient = None
+            if patient_hasher is not None and not meta.patient.empty:
+                patient = patient_hasher(meta.patient)
+            with db.begin() as conn:
+                _register(
+                    conn,
+                    sha=sha,
+                    obj=obj,
+                    content=content,
+                    names=names,
+                    hashes=hashes,
+                    sizes=sizes,
+                    result=result,
+                    patient=patient,
+                    scanner_id=check.scanner_id,
+                )
+                context = {"raw_sha256": sha, "format": obj.format.name}
+                if meta.device_serial:
+                    context["device_serial"] = meta.device_serial
+                alert = record_sighting(conn, check, modality=meta.modality, context=context)
+                if alert is not None and alert.created:
+                    out.alerts.append(f"{check.status}: {check.manufacturer} {check.model} (raw)")
+                if check.known and check.raw_formats and obj.format.name not in check.raw_formats:
+                    label = str(meta.extra.get("label") or "")
+                    if not label or label not in check.raw_formats:
+                        upserted = upsert_alert(
+                            conn,
+                            "unexpected_raw_format",
+                            f"{check.key}|{obj.format.name}|{label}",
+                            f"Raw format {label or obj.format.name} from {check.manufacturer} "
+                            f"{check.model}, which the knowledge base says writes "
+                            f"{', '.join(check.raw_formats)}; first seen in raw file sha256:{sha}",
+                            details={**context, "expected": list(check.raw_formats)},
                         )
-            why = None
-            if not obj.format.readable:
-                why = "has no reader"
-            elif result.decode_error:
-                why = f"could not be decoded ({result.decode_error})"
-            if why is not None and check.emulator is None:
-                created, message = _not_viable(conn, obj, content, why, sha)
-                if created:
-                    out.alerts.append(message)
+                        if upserted.created:
+                            out.alerts.append(
+                                f"unexpected_raw_format: {obj.format.name} from {check.model}"
+                            )
+                why = None
+                if not obj.format.readable:
+                    why = "has no reader"
+                elif result.decode_error:
+                    why = f"could not be decoded ({result.decode_error})"
+                if why is not None and check.emulator is None:
+                    created, message = _not_viable(conn, obj, content, why, sha)
+                    if created:
+                        out.alerts.append(message)
+        except Exception as exc:  # noqa: BLE001 - one bad raw file must not stop the batch
+            out.failed.append((obj, type(exc).__name__, f"cannot archive raw file: {exc}"))
+            continue
         out.new.append(sha)
         out.bytes_in += sum(sizes)
         out.bytes_stored += result.stored_bytes

@@ -27,7 +27,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from imagelake import model
-from imagelake._fs import LakeFS
+from imagelake._fs import LakeFS, sha256_file
 from imagelake.db import Database, utcnow
 from imagelake.dicom import (
     InstanceInfo,
@@ -257,11 +257,17 @@ class _Ingest:
                 "; no raw format recognises it either (to archive it as an opaque raw file, "
                 f"describe it in a sidecar {source.name}.imagelake.yaml)"
             )
-        try:
-            data = source.read_bytes()
-        except OSError:
-            data = b""
-        sha = hashlib.sha256(data).hexdigest()
+        data: bytes | None = None
+        path: str | None = None
+        if source.member is None and os.path.isfile(source.path):
+            path = source.path  # streamed: a failed raw file can be gigabytes
+            sha = sha256_file(path)
+        else:
+            try:
+                data = source.read_bytes()
+            except OSError:
+                data = b""
+            sha = hashlib.sha256(data).hexdigest()
         with self.db.begin() as conn:
             # the same bytes for the same reason: quarantined by an earlier run already
             known = conn.execute(
@@ -273,6 +279,7 @@ class _Ingest:
                 self.lakefs,
                 conn,
                 data=data,
+                path=path,
                 source=source.locator,
                 name=source.name,
                 error=error,

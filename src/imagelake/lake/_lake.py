@@ -114,6 +114,7 @@ class Lake(RawLinkMixin):
             url = f"sqlite:///{self.fs.path('registry.sqlite')}"
         self.db = Database(url)
         self.audit = AuditLog.from_env(self.fs)
+        self._lock_depth = 0
         if not exists:
             self._initialise()
 
@@ -138,9 +139,17 @@ class Lake(RawLinkMixin):
     # -- writing ------------------------------------------------------------------------
     @contextmanager
     def writer_lock(self) -> Iterator[None]:
-        """Hold the lake's single-writer lock (local lakes; remote lakes trust the caller)."""
-        if not self.fs.is_local:
-            yield
+        """Hold the lake's single-writer lock (local lakes; remote lakes trust the caller).
+
+        Re-entrant for this :class:`Lake` object: a method that takes the lock may be
+        called while the caller already holds it.
+        """
+        if not self.fs.is_local or self._lock_depth:
+            self._lock_depth += 1
+            try:
+                yield
+            finally:
+                self._lock_depth -= 1
             return
         with open(self.fs.path(".lock"), "a+") as fh:
             try:
@@ -149,9 +158,11 @@ class Lake(RawLinkMixin):
                 raise LakeLockedError(
                     f"another process is writing to {self.fs.url()}; wait for it to finish"
                 ) from None
+            self._lock_depth = 1
             try:
                 yield
             finally:
+                self._lock_depth = 0
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def ingest(
@@ -192,6 +203,8 @@ class Lake(RawLinkMixin):
                 progress=progress,
                 patient_hasher=self._raw_patient_hasher(),
             )
+            if report.raw_new or report.instances_new:
+                self._set_link_pending(True)
             self.refresh()
             self.audit.record(
                 "ingest",
@@ -207,8 +220,10 @@ class Lake(RawLinkMixin):
                     "raw_new": len(report.raw_new),
                 },
             )
-        if link and (report.raw_new or report.instances_new) and self._has_raw():
-            self.link()
+            # linking runs under the same lock; a pass that did not finish (killed, key
+            # problem) is remembered and redone by the next ingest or link
+            if link and self._link_pending() and self._has_raw():
+                self.link()
         return report
 
     def _has_raw(self) -> bool:

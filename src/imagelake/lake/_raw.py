@@ -13,7 +13,9 @@ A mixin of :class:`imagelake.lake.Lake`, kept apart so each file holds one conce
 
 from __future__ import annotations
 
+import hmac
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,7 +34,7 @@ from imagelake._version import __version__
 from imagelake.audit import AuditLog
 from imagelake.config import Settings
 from imagelake.db import Database
-from imagelake.errors import QueryError
+from imagelake.errors import ConfigError, QueryError
 from imagelake.formats import PatientIdentity, RawContent, get_format
 from imagelake.index import query_raw, query_series_with_raw
 from imagelake.store import open_raw, read_original, restore_original
@@ -87,6 +89,24 @@ class ReconReport:
         )
 
 
+def _settled_series(conn: Any) -> set[str]:
+    """Series with a link whose origin is certain: recon, manual, emulator, or a person's."""
+    from imagelake.linking._db import AUTO_USER
+
+    lk, se = model.link, model.series
+    rows = conn.execute(
+        sa.select(se.c.series_instance_uid)
+        .join(lk, lk.c.series_id == se.c.id)
+        .where(
+            sa.or_(
+                lk.c.method != "rules",
+                sa.and_(lk.c.status == "accepted", lk.c.decided_by != AUTO_USER),
+            )
+        )
+    ).all()
+    return {r[0] for r in rows}
+
+
 class RawLinkMixin:
     """Raw-file, link and reconstruction methods of :class:`~imagelake.lake.Lake`."""
 
@@ -105,10 +125,45 @@ class RawLinkMixin:
 
     # -- keyed patient hashes ---------------------------------------------------------
     def _link_key(self) -> bytes:
+        """The site key for keyed patient hashes, checked against the one this lake used.
+
+        Hashes made with another key never match, so linking would see "another patient"
+        everywhere and withdraw good links: a lake remembers its key's fingerprint (an HMAC
+        of a constant, not the key) and refuses a different key.
+        """
         from imagelake.linking import load_or_create_key
 
         path = os.path.expanduser(self.settings.link_key_file or DEFAULT_LINK_KEY_FILE)
-        return load_or_create_key(path)
+        key = load_or_create_key(path)
+        fingerprint = hmac.new(key, b"imagelake link key fingerprint", "sha256").hexdigest()[:16]
+        known = self._info("link_key_fingerprint")
+        if known is None:
+            self._set_info("link_key_fingerprint", fingerprint)
+        elif known != fingerprint:
+            raise ConfigError(
+                f"the link key in {path} (fingerprint {fingerprint}) is not the one this lake's "
+                f"patient hashes were made with (fingerprint {known}); point "
+                "IMAGELAKE_LINK_KEY_FILE (or the link_key_file setting) at that key"
+            )
+        return key
+
+    def _info(self, key: str) -> str | None:
+        t = model.schema_info
+        with self.db.connect() as conn:
+            return conn.execute(sa.select(t.c.value).where(t.c.key == key)).scalar()
+
+    def _set_info(self, key: str, value: str | None) -> None:
+        t = model.schema_info
+        with self.db.begin() as conn:
+            conn.execute(sa.delete(t).where(t.c.key == key))
+            if value is not None:
+                conn.execute(sa.insert(t).values(key=key, value=value))
+
+    def _link_pending(self) -> bool:
+        return self._info("link_pending") == "1"
+
+    def _set_link_pending(self, pending: bool) -> None:
+        self._set_info("link_pending", "1" if pending else None)
 
     def _raw_patient_hasher(self) -> Callable[[PatientIdentity], dict[str, str | None]]:
         key: list[bytes] = []
@@ -168,9 +223,15 @@ class RawLinkMixin:
         return query_series_with_raw(self.fs, {**(filters or {}), **conditions}, raw=raw)
 
     def _raw_row(self, sha256: str) -> Any:
+        prefix = str(sha256).strip().lower()
+        if not re.fullmatch(r"[0-9a-f]{4,64}", prefix):
+            raise QueryError(
+                f"{sha256!r} is not a raw file id: give its sha256 (64 hex digits, or a "
+                "unique prefix of at least 4)"
+            )
         r = model.raw_file
         with self.db.connect() as conn:
-            rows = conn.execute(sa.select(r).where(r.c.sha256.startswith(sha256))).all()
+            rows = conn.execute(sa.select(r).where(r.c.sha256.startswith(prefix))).all()
         if not rows:
             raise QueryError(f"no raw file with sha256 {sha256!r} in {self.fs.url()}")
         if len(rows) > 1:
@@ -245,6 +306,10 @@ class RawLinkMixin:
                 raw = raw_records(conn, list(raws) if raws is not None else None)
                 refs = set().union(*(r.referenced_sop_uids for r in raw)) if raw else set()
                 series = series_records(conn, series_hasher, referenced_sops=refs) if raw else []
+                settled = _settled_series(conn)
+            # a series whose origin is known (made here by a reconstruction, linked by hand,
+            # or accepted by a person) is not offered to the rules again
+            series = [s for s in series if s.key not in settled]
             proposals = engine.propose(raw, series)
             with self.db.begin() as conn:
                 summary = apply_proposals(conn, proposals, raw_keys=[r.key for r in raw])
@@ -300,6 +365,9 @@ class RawLinkMixin:
         sel = self._links_select()
         if status is not None:
             wanted = [status] if isinstance(status, str) else list(status)
+            bad = sorted(set(wanted) - {"accepted", "proposed", "rejected"})
+            if bad:
+                raise QueryError(f"unknown link status {bad}; valid: accepted, proposed, rejected")
             sel = sel.where(model.link.c.status.in_(wanted))
         with self.db.connect() as conn:
             return pd.DataFrame(
@@ -335,6 +403,36 @@ class RawLinkMixin:
                 },
             )
         return decision
+
+    def add_link(
+        self, sha256: str, series_instance_uid: str, *, user: str | None = None, note: str = ""
+    ) -> int:
+        """Link a raw object to a series by hand (method ``manual``, accepted, audited).
+
+        For links the evidence cannot show (a raw file whose header says nothing useful).
+        """
+        from imagelake.linking._db import record_link
+
+        who = user or self.settings.user
+        row = self._raw_row(sha256)
+        with self.writer_lock():
+            with self.db.begin() as conn:
+                link_id = record_link(
+                    conn,
+                    row.sha256,
+                    series_instance_uid,
+                    method="manual",
+                    user=who,
+                    evidence=[{"rule": "manual", "note": note, "by": who}],
+                )
+            self.refresh()
+            self.audit.record(
+                "link_manual",
+                user=who,
+                objects=[f"raw:{row.sha256}", f"series:{series_instance_uid}"],
+                details={"link_id": link_id},
+            )
+        return link_id
 
     def descendants(self, sha256: str, *, status: str | Sequence[str] = "accepted") -> pd.DataFrame:
         """Series derived from a raw object (one raw → many series), with the link."""

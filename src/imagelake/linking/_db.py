@@ -25,6 +25,7 @@ from imagelake.linking._records import (
     PatientKeys,
     RawRecord,
     SeriesRecord,
+    dicom_datetime,
     is_derived,
     is_localizer,
 )
@@ -53,30 +54,28 @@ class LinkError(ImagelakeError, ValueError):
 
 
 def parse_time(value: Any) -> datetime | None:
-    """A DICOM DT (``YYYYMMDDHHMMSS.ffffff``), DA+TM, or ISO 8601 text as a naive datetime."""
+    """A time of day on a date, from DICOM DT / DA+TM text or ISO 8601; ``None`` otherwise.
+
+    A date without a time is no time at all for linking (it would read as midnight and
+    make a series "predate" its raw file by hours), so it gives ``None`` too.
+    """
     if value is None:
         return None
     text = str(value).strip()
     if not text:
         return None
-    if "-" in text[:8] or "T" in text:
+    if "-" in text[:8] or "T" in text:  # ISO 8601 (raw headers)
+        if "T" not in text and " " not in text:
+            return None
         try:
             return datetime.fromisoformat(text).replace(tzinfo=None)
         except ValueError:
             return None
-    main, _, frac = text.partition(".")
-    main = main.split("+")[0]
-    if not main.isdigit() or len(main) < 8:
+    digits = text.split(".")[0]
+    digits = digits.split("+")[0].split("-")[0]
+    if len(digits) < 12:  # YYYYMMDD without HHMM
         return None
-    main = (main + "000000")[:14]
-    try:
-        out = datetime.strptime(main, "%Y%m%d%H%M%S")
-    except ValueError:
-        return None
-    frac = frac.split("+")[0].split("-")[0]
-    if frac.isdigit():
-        out = out.replace(microsecond=int((frac + "000000")[:6]))
-    return out
+    return dicom_datetime(text)
 
 
 def _keys(value: Mapping[str, Any] | None) -> PatientKeys | None:
@@ -164,7 +163,12 @@ def series_records(
         sa.select(
             inst.c.series_id,
             sa.func.min(inst.c.id).label("first_id"),
-            sa.func.min(inst.c.acquisition_datetime).label("first_acq"),
+            # the earliest acquisition that has a time of day (a bare date is not one)
+            sa.func.min(
+                sa.case(
+                    (sa.func.length(inst.c.acquisition_datetime) >= 12, inst.c.acquisition_datetime)
+                )
+            ).label("first_acq"),
         )
         .group_by(inst.c.series_id)
         .subquery()
@@ -410,11 +414,16 @@ def record_link(
         "decided_at": now,
     }
     old = conn.execute(
-        sa.select(lk.c.id).where(lk.c.raw_id == raw_id, lk.c.series_id == series_id)
-    ).scalar()
+        sa.select(lk.c.id, lk.c.status, lk.c.decided_by, lk.c.method).where(
+            lk.c.raw_id == raw_id, lk.c.series_id == series_id
+        )
+    ).first()
     if old is not None:
-        conn.execute(sa.update(lk).where(lk.c.id == old).values(**values))
-        return int(old)
+        person = old.decided_by and old.decided_by != AUTO_USER
+        if old.status == "rejected" and person and method != "manual":
+            return int(old.id)  # a person rejected it: a re-run does not bring it back
+        conn.execute(sa.update(lk).where(lk.c.id == old.id).values(**values))
+        return int(old.id)
     res = conn.execute(
         sa.insert(lk).values(raw_id=raw_id, series_id=series_id, created_at=now, **values)
     )
