@@ -106,3 +106,50 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not an imagelake demo folder"):
         build_demo_inputs(precious, size="small")
     assert (precious / "chapter1.tex").exists()
+
+
+def test_incomplete_projection_sets_are_quarantined_not_archived(tmp_path: Path) -> None:
+    views = write_ctpd(tmp_path / "pd", fan_beam_sinogram(SMALL), SMALL)
+    for v in views[-3:]:
+        v.unlink()  # the copy is still running
+    lake = open_lake(tmp_path / "lake", create=True)
+    report = lake.ingest([tmp_path / "pd"])
+    assert report.raw_new == []
+    reasons = set(lake.quarantined().reason)
+    assert len(reasons) == 1 and "33 of the 36 views" in reasons.pop()
+
+
+def test_raw_get_restores_into_a_folder_per_object(tmp_path: Path, imagelake_exe: str) -> None:
+    import subprocess
+
+    blob = tmp_path / "in" / "scan.blob"
+    blob.parent.mkdir()
+    blob.write_bytes(b"ACME" + bytes(range(256)) * 8)
+    (tmp_path / "in" / "scan.blob.imagelake.yaml").write_text(
+        "label: acme-blob\nmanufacturer: ACME\nmodel: P9\nnotes: keep me\n"
+    )
+    lake = open_lake(tmp_path / "lake", create=True)
+    (sha,) = lake.ingest([tmp_path / "in"]).raw_new
+    out = tmp_path / "out"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [imagelake_exe, *args, "--lake", lake.url], capture_output=True, text=True, check=False
+        )
+
+    got = run("raw", "get", sha[:10], "--out", str(out))
+    assert got.returncode == 0, got.stderr
+    folder = out / sha[:12]
+    assert _sha(folder / "scan.blob") == sha
+    assert "acme-blob" in (folder / "scan.blob.imagelake.yaml").read_text()
+    # the restored folder is recognised again: same object, nothing new
+    again = lake.ingest([folder])
+    assert again.raw_new == [] and again.raw_skipped == 1 and lake.quarantined().empty
+    (folder / "scan.blob").write_bytes(b"something else")
+    refused = run("raw", "get", sha[:10], "--out", str(out))
+    assert refused.returncode == 2 and "differs" in refused.stderr
+    assert (folder / "scan.blob").read_bytes() == b"something else"
+    both = run("link", "review", "--accept", "1", "--reject", "1")
+    assert both.returncode != 0 and "both accepted and rejected" in both.stderr
+    audit = run("audit", "verify")
+    assert audit.returncode == 0 and "chain intact" in audit.stdout

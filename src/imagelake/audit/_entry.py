@@ -125,3 +125,10 @@ class AuditReport:
     ok: bool = True
     line: int | None = None
     problem: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            anchor = f", anchored at entry {self.anchored_seq}" if self.anchored_seq else ""
+            return f"audit log {self.path}: {self.entries} entries, chain intact{anchor}"
+        where = f" at line {self.line}" if self.line else ""
+        return f"audit log {self.path}: BROKEN{where}: {self.problem}"

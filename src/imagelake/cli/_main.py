@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -140,7 +141,13 @@ def query(
     else:
         df = lake.query(filters, level=level)
     if columns:
-        df = df[[c.strip() for c in columns.split(",")]]
+        wanted = [c.strip() for c in columns.split(",")]
+        unknown = [c for c in wanted if c not in df.columns]
+        if unknown:
+            raise click.UsageError(
+                f"unknown column(s) {unknown}; columns: {', '.join(map(str, df.columns))}"
+            )
+        df = df[wanted]
     elif fmt == "table" and level == "series":
         keep = [
             "series_instance_uid",
@@ -150,7 +157,7 @@ def query(
             "n_instances",
             "slice_thickness",
             "convolution_kernel",
-            "stores",
+            "n_stacks",
             "raw_sha256",
         ]
         df = df[[c for c in keep if c in df.columns]]
@@ -298,6 +305,7 @@ def raw() -> None:
 _RAW_COLUMNS = [
     "sha256",
     "format",
+    "label",
     "modality",
     "manufacturer",
     "model",
@@ -362,16 +370,24 @@ def raw_show(sha256: str, lake_url: str | None) -> None:
 @click.argument("sha256")
 @lake_option
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-def raw_get(sha256: str, lake_url: str | None, out_dir: str) -> None:
-    """Write a raw file's original bytes (verified by sha256) into OUT."""
-    for path in _lake(lake_url).restore_raw(sha256, out_dir):
+@click.option("--list", "list_files", is_flag=True, help="Print every file written.")
+def raw_get(sha256: str, lake_url: str | None, out_dir: str, list_files: bool) -> None:
+    """Write a raw file's original bytes (verified by sha256) into OUT/<sha256 prefix>/."""
+    paths = _lake(lake_url).restore_raw(sha256, out_dir)
+    for path in paths if list_files else []:
         click.echo(str(path))
+    folder = paths[0].parent if len(paths) == 1 else os.path.commonpath(paths)
+    click.echo(f"{len(paths)} file(s) restored byte-exact (sha256 verified) in {folder}")
 
 
 @cli.group(invoke_without_command=True)
 @lake_option
-@click.option("--accept", "accept_at", type=float, default=None, help="Auto-accept threshold.")
-@click.option("--review", "review_at", type=float, default=None, help="Review-queue threshold.")
+@click.option(
+    "--accept-at", "accept_at", type=float, default=None, help="Auto-accept threshold (0.95)."
+)
+@click.option(
+    "--review-at", "review_at", type=float, default=None, help="Review-queue threshold (0.5)."
+)
 @click.pass_context
 def link(
     ctx: click.Context, lake_url: str | None, accept_at: float | None, review_at: float | None
@@ -381,7 +397,7 @@ def link(
     if ctx.invoked_subcommand is None:
         click.echo(str(_lake(lake_url).link(accept=accept_at, review=review_at)))
     elif accept_at is not None or review_at is not None:
-        raise click.UsageError("--accept/--review thresholds apply to `imagelake link` itself")
+        raise click.UsageError("--accept-at/--review-at apply to `imagelake link` itself")
 
 
 def _group_lake(lake_url: str | None) -> Any:
@@ -440,6 +456,11 @@ def link_review(
     fmt: str,
 ) -> None:
     """The review queue; --accept/--reject ID record a decision (who and when, audited)."""
+    both = sorted(set(accept_ids) & set(reject_ids))
+    if both:
+        raise click.UsageError(f"link {both[0]} cannot be both accepted and rejected")
+    if note and not (accept_ids or reject_ids):
+        raise click.UsageError("--note goes with --accept or --reject")
     lake = _group_lake(lake_url)
     for link_id in accept_ids:
         d = lake.review(link_id, accept=True, note=note)
@@ -459,10 +480,7 @@ def link_review(
                 if "rule" in item:
                     click.echo(f"    {item['rule']:<22} {item['weight']:+.2f}  {item['detail']}")
                 elif "reason" in item:
-                    click.echo(
-                        f"    => {item['reason']}"
-                        + (f" (conflict: {item['conflict']})" if item.get("conflict") else "")
-                    )
+                    click.echo(f"    => {item['reason']}")
         return
     _show(_short_links(df, fmt), fmt)
 
@@ -520,5 +538,8 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(130)
     except ImagelakeError as exc:
         # plain echo: rich would wrap the line and read "[s3]" in an install hint as markup
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a path the user gave that cannot be read or written
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)

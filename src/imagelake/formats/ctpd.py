@@ -308,11 +308,18 @@ class CtpdFormat(RawFormat):
         return f"{_text(ds, 'StudyInstanceUID') or ''}/{series}"
 
     def open(self, path: str | os.PathLike[str]) -> RawContent:
-        """One view file as a one-view sinogram."""
-        return self.open_group([path])
+        """One view file as a one-view sinogram (to look at; ingest uses :meth:`open_group`)."""
+        return self._open_views([path], complete=False)
 
     def open_group(self, paths: Sequence[str | os.PathLike[str]]) -> RawContent:
-        """The views of one scan, sorted by InstanceNumber (else by angle), as a sinogram."""
+        """The views of one scan, sorted by InstanceNumber (else by angle), as a sinogram.
+
+        A scan is archived whole: fewer views than one rotation is an incomplete transfer
+        and raises :class:`RawFormatError` (the files are quarantined, not lost).
+        """
+        return self._open_views(paths, complete=True)
+
+    def _open_views(self, paths: Sequence[str | os.PathLike[str]], *, complete: bool) -> RawContent:
         if not paths:
             raise RawFormatError("DICOM-CT-PD: no files given")
         views = [_View(os.fspath(p), _read_header(os.fspath(p))) for p in paths]
@@ -347,6 +354,24 @@ class CtpdFormat(RawFormat):
                 )
         else:
             views.sort(key=lambda v: v.angle)
+        per_rotation = first.geometry.get("views_per_rotation")
+        if (
+            complete
+            and isinstance(per_rotation, int | float)
+            and per_rotation > 0
+            and len(views) < per_rotation
+        ):
+            numbers_seen = [v.instance_number for v in views if v.instance_number is not None]
+            span = (
+                f" (InstanceNumber {min(numbers_seen)}..{max(numbers_seen)})"
+                if numbers_seen
+                else ""
+            )
+            raise RawFormatError(
+                f"DICOM-CT-PD: incomplete projection set: {len(views)} of the "
+                f"{int(per_rotation)} views of one rotation{span}; the rest may still be "
+                "arriving. Ingest the whole folder once it is complete."
+            )
         angles = np.array([v.angle for v in views], np.float64)
         axial = np.array([v.axial for v in views], np.float64)
         if (

@@ -152,6 +152,8 @@ class TwixFormat(RawFormat):
         if version == "VD" and _first_offset(head) + 15 > len(head):
             # the first measurement header lies beyond the head: look at it in the file
             off = _first_offset(head)
+            if os.path.getsize(path) < off + 15:
+                return True  # a raid header pointing past the end: a truncated TWIX file
             with open(path, "rb") as fh:
                 fh.seek(off + 8)
                 return fh.read(7) == b"Config\x00"

@@ -34,7 +34,7 @@ from imagelake import model
 from imagelake._fs import LakeFS, sha256_file
 from imagelake.db import Database, upsert_alert, utcnow
 from imagelake.dicom import Source
-from imagelake.errors import ImagelakeError
+from imagelake.errors import ConfigError, ImagelakeError
 from imagelake.formats import PatientIdentity, RawContent, RawFormat, identify, read_head
 from imagelake.formats.opaque import is_sidecar
 from imagelake.knowledge import ScannerIndex, record_sighting
@@ -308,7 +308,8 @@ def ingest_raw_objects(
                     context["device_serial"] = meta.device_serial
                 alert = record_sighting(conn, check, modality=meta.modality, context=context)
                 if alert is not None and alert.created:
-                    out.alerts.append(f"{check.status}: {check.manufacturer} {check.model} (raw)")
+                    who = " ".join(v for v in (check.manufacturer, check.model) if v)
+                    out.alerts.append(f"{check.status}: {who or 'no Manufacturer/Model'} (raw)")
                 if check.known and check.raw_formats and obj.format.name not in check.raw_formats:
                     label = str(meta.extra.get("label") or "")
                     if not label or label not in check.raw_formats:
@@ -333,7 +334,9 @@ def ingest_raw_objects(
                 if why is not None and check.emulator is None:
                     created, message = _not_viable(conn, obj, content, why, sha)
                     if created:
-                        out.alerts.append(message)
+                        out.alerts.append(f"raw_not_viable: {message}")
+        except ConfigError:
+            raise  # the site's set-up (the link key...), not this file: stop, fix, re-run
         except Exception as exc:  # noqa: BLE001 - one bad raw file must not stop the batch
             out.failed.append((obj, type(exc).__name__, f"cannot archive raw file: {exc}"))
             continue

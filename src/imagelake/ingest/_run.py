@@ -89,6 +89,8 @@ class IngestReport:
     quarantined: list[QuarantineEntry] = field(default_factory=list)
     alerts: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: what the linking pass that followed the ingest did (set by the lake)
+    links: str = ""
 
     def __str__(self) -> str:
         ratio = self.bytes_in / self.bytes_stored if self.bytes_stored else 0.0
@@ -116,6 +118,8 @@ class IngestReport:
             lines.append(f"  ... and {len(self.quarantined) - 20} more (imagelake quarantine)")
         for alert in self.alerts:
             lines.append(f"  alert: {alert}")
+        if self.links:
+            lines.append(f"links: {self.links}")
         return "\n".join(lines)
 
 
@@ -463,7 +467,7 @@ class _Ingest:
                 context={"series_instance_uid": uid},
             )
             if alert is not None and alert.created:
-                self.report.alerts.append(f"{check.status}: {check.manufacturer} {check.model}")
+                self.report.alerts.append(_alert_line(check))
             _bump_generation(conn)
         if existed:
             self.report.series_updated += 1
@@ -559,6 +563,12 @@ class _Ingest:
             raise InvalidInputError(
                 f"{len(pending)} series still failing after {_MAX_REPLANS} tries"
             )
+
+
+def _alert_line(check: Any, what: str = "") -> str:
+    """One line for the ingest report: the alert kind and the scanner it is about."""
+    who = " ".join(v for v in (check.manufacturer, check.model) if v) or "no Manufacturer/Model"
+    return f"{check.status}: {who}{what}"
 
 
 def _bump_generation(conn: sa.engine.Connection) -> None:

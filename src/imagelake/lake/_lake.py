@@ -193,6 +193,8 @@ class Lake(RawLinkMixin):
         )
         n_workers = workers or s.workers  # None: ingest chooses
         with self.writer_lock():
+            # a wrong link key must stop the ingest before it changes anything
+            self._check_link_key()
             report = ingest_paths(
                 self.fs,
                 self.db,
@@ -223,7 +225,7 @@ class Lake(RawLinkMixin):
             # linking runs under the same lock; a pass that did not finish (killed, key
             # problem) is remembered and redone by the next ingest or link
             if link and self._link_pending() and self._has_raw():
-                self.link()
+                report.links = str(self.link())
         return report
 
     def _has_raw(self) -> bool:

@@ -60,14 +60,16 @@ class LinkReport:
     unchanged: int = 0
     kept_decisions: int = 0
     withdrawn: int = 0
+    auto_accepted: int = 0  # proposals the engine accepts (new or unchanged)
+    in_review: int = 0  # proposals waiting for a person (new or unchanged)
     seconds: float = 0.0
 
     def __str__(self) -> str:
         return (
-            f"{self.raw_files} raw files x {self.series} series: {self.proposals} proposals, "
-            f"{self.accepted} newly accepted, {self.review} waiting for review, "
-            f"{self.unchanged} unchanged, {self.kept_decisions} human decisions kept, "
-            f"{self.withdrawn} withdrawn ({self.seconds:.2f} s)"
+            f"{self.raw_files} raw files x {self.series} open series: {self.proposals} "
+            f"proposals, {self.auto_accepted} accepted ({self.accepted} new), "
+            f"{self.in_review} waiting for review ({self.review} new), {self.kept_decisions} "
+            f"decided links kept, {self.withdrawn} withdrawn ({self.seconds:.2f} s)"
         )
 
 
@@ -87,6 +89,44 @@ class ReconReport:
             f"{self.method} of raw sha256:{self.raw_sha256[:16]}…: "
             f"{len(self.series_instance_uids)} series, linked ({self.seconds:.1f} s)"
         )
+
+
+_SIDECAR_KEYS = (
+    "modality",
+    "manufacturer",
+    "model",
+    "software_version",
+    "device_serial",
+    "station_name",
+    "institution",
+    "acquired_at",
+    "study_instance_uid",
+    "frame_of_reference_uid",
+    "series_instance_uids",
+    "protocol_name",
+    "sequence_name",
+)
+
+
+def _write_sidecar(path: Path, meta: Mapping[str, Any]) -> Path:
+    """The description of a restored opaque file, as the sidecar that described it."""
+    import yaml
+
+    extra = meta.get("extra") or {}
+    body: dict[str, Any] = {"label": extra.get("label") or "opaque"}
+    for key in _SIDECAR_KEYS:
+        value = meta.get(key)
+        if value not in (None, "", []):
+            body[key] = value
+    if extra.get("notes"):
+        body["notes"] = extra["notes"]
+    sidecar = path.with_name(path.name + ".imagelake.yaml")
+    if not sidecar.exists():
+        sidecar.write_text(
+            "# restored by imagelake raw get: the description this file was archived with\n"
+            + yaml.safe_dump(body, sort_keys=False)
+        )
+    return sidecar
 
 
 def _settled_series(conn: Any) -> set[str]:
@@ -146,6 +186,11 @@ class RawLinkMixin:
                 "IMAGELAKE_LINK_KEY_FILE (or the link_key_file setting) at that key"
             )
         return key
+
+    def _check_link_key(self) -> None:
+        """Fail before any change when the link key cannot be used (wrong key, a key file
+        inside a lake, unreadable); makes the key on first use."""
+        self._link_key()
 
     def _info(self, key: str) -> str | None:
         t = model.schema_info
@@ -253,11 +298,34 @@ class RawLinkMixin:
         return read_original(self.fs, row.store_path, member)
 
     def restore_raw(self, sha256: str, dest: str | os.PathLike[str]) -> list[Path]:
-        """Write a raw object's original files, byte-exact and verified, into ``dest``."""
+        """Write a raw object's original files, byte-exact and verified, into
+        ``dest/<first 12 hex of its sha256>/`` (one folder per object).
+
+        An opaque file gets its description back as a sidecar, so ingesting the restored
+        folder again recognises it. A different file already at a target path is an error;
+        the same bytes are left alone.
+        """
+        from imagelake._fs import sha256_file
+
         row = self._raw_row(sha256)
-        out = restore_original(self.fs, row.store_path, dest)
+        folder = Path(dest) / row.sha256[:12]
+        members = (row.meta or {}).get("members") or []
+        for member in members:
+            target = folder / str(member.get("name", ""))
+            if target.is_file() and sha256_file(target) != member.get("sha256"):
+                raise ConfigError(
+                    f"{target} exists and differs from the raw file's member; restore into "
+                    "another folder"
+                )
+        out = restore_original(self.fs, row.store_path, folder)
+        meta = row.meta or {}
+        if row.format == "opaque" and len(out) == 1:
+            out.append(_write_sidecar(out[0], meta))
         self.audit.record(
-            "raw_restore", user=self.settings.user, objects=[f"raw:{row.sha256}"], details={}
+            "raw_restore",
+            user=self.settings.user,
+            objects=[f"raw:{row.sha256}"],
+            details={"files": len(out)},
         )
         return out
 
@@ -322,6 +390,8 @@ class RawLinkMixin:
                 unchanged=summary.unchanged,
                 kept_decisions=summary.kept_decisions,
                 withdrawn=summary.withdrawn,
+                auto_accepted=sum(1 for p in proposals if p.decision == "accept"),
+                in_review=sum(1 for p in proposals if p.decision != "accept"),
                 seconds=time.perf_counter() - started,
             )
             self.refresh()

@@ -88,11 +88,17 @@ def _keys(value: Mapping[str, Any] | None) -> PatientKeys | None:
 def raw_records(conn: Connection, shas: Iterable[str] | None = None) -> list[RawRecord]:
     """Engine records of the lake's raw objects (all, or those with the given sha256)."""
     r = model.raw_file
-    select = sa.select(r).order_by(r.c.id)
-    if shas is not None:
-        select = select.where(r.c.sha256.in_(list(shas)))
+    if shas is None:
+        rows = list(conn.execute(sa.select(r).order_by(r.c.id)))
+    else:
+        wanted = sorted(set(shas))
+        rows = []
+        for start in range(0, len(wanted), 900):  # bounded IN lists
+            chunk = wanted[start : start + 900]
+            rows.extend(conn.execute(sa.select(r).where(r.c.sha256.in_(chunk))))
+        rows.sort(key=lambda row: row.id)
     out = []
-    for row in conn.execute(select):
+    for row in rows:
         meta = row.meta or {}
         out.append(
             RawRecord(
@@ -297,10 +303,11 @@ def apply_proposals(
     series_ids = _ids(
         conn, model.series, model.series.c.series_instance_uid, (p.series_key for p in proposals)
     )
-    existing = {
-        (int(r.raw_id), int(r.series_id)): r
-        for r in conn.execute(sa.select(lk).where(lk.c.raw_id.in_(list(raw_ids.values()))))
-    }
+    existing = {}
+    ids = list(raw_ids.values())
+    for start in range(0, len(ids), 900):  # bounded IN lists (SQLite's variable limit)
+        for r in conn.execute(sa.select(lk).where(lk.c.raw_id.in_(ids[start : start + 900]))):
+            existing[(int(r.raw_id), int(r.series_id))] = r
     summary = LinkSummary()
     now = utcnow()
     seen: set[tuple[int, int]] = set()

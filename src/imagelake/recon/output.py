@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -153,7 +154,10 @@ def _base(
     patient = meta.patient
     ds.PatientName = patient.name or "SYNTHETIC^RECON"
     ds.PatientID = patient.patient_id or f"RECON-{raw_sha256[:12]}"
-    ds.PatientBirthDate = patient.birth_date or ""
+    birth = str(patient.birth_date or "").strip()
+    # a raw header's birth date is not always a valid DA (TWIX writes "xxxxxxxx" when
+    # unknown): keep it only when it is YYYYMMDD, else leave the Type 2 element empty
+    ds.PatientBirthDate = birth if re.fullmatch(r"\d{8}", birth) else ""
     ds.PatientSex = ""
     if meta.device_serial:
         ds.DeviceSerialNumber = meta.device_serial

@@ -18,6 +18,7 @@ returned untouched, so writing the same object twice (or again after a crash) is
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -355,16 +356,38 @@ def _coord_array(group: zarr.Group, dim: str, values: np.ndarray[Any, Any]) -> N
     arr[...] = values
 
 
+def _unique_dims(raw: RawArray, sizes: dict[str, int]) -> RawArray:
+    """``raw`` with a dimension renamed ``<dim>_<array>`` where an earlier array gave the
+    same name another length (TWIX ``phasecorr`` has fewer ``ky`` lines than ``kspace``):
+    one dataset cannot hold two lengths for one dimension name."""
+    renamed = {
+        d: f"{d}_{raw.name}"
+        for d, n in zip(raw.dims, raw.shape, strict=True)
+        if sizes.get(d, n) != n
+    }
+    for d, n in zip(raw.dims, raw.shape, strict=True):
+        sizes.setdefault(renamed.get(d, d), n)
+    if not renamed:
+        return raw
+    return dataclasses.replace(
+        raw,
+        dims=tuple(renamed.get(d, d) for d in raw.dims),
+        coords={renamed.get(d, d): v for d, v in raw.coords.items()},
+    )
+
+
 def _write_decoded(
     group: zarr.Group, arrays: Mapping[str, RawArray], settings: RawStoreSettings
 ) -> tuple[dict[str, tuple[int, ...]], dict[str, np.ndarray[Any, Any]]]:
     """Load and store each decoded array and its coordinates."""
     shapes: dict[str, tuple[int, ...]] = {}
     coords: dict[str, np.ndarray[Any, Any]] = {}
-    for raw in arrays.values():
-        name = raw.name
+    sizes: dict[str, int] = {}
+    for original_raw in arrays.values():
+        name = original_raw.name
         if name == ORIGINAL or "/" in name or not name or name in shapes or name in coords:
             raise RawFormatError(f"array name {name!r} is reserved, repeated or not a plain name")
+        raw = _unique_dims(original_raw, sizes)
         for dim, values in raw.coords.items():
             vals = np.asarray(values)
             if dim not in raw.dims or vals.shape != (raw.shape[raw.dims.index(dim)],):
