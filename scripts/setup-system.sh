@@ -25,9 +25,10 @@ PKGS_COMPRESSION="pigz"
 PKGS_DATABASE="postgresql"                     # scripts/pg-test-server.sh runs a throwaway cluster
 PKGS_BENCH="hyperfine"                         # whole-command timing in benchmarks/
 PKGS_RAW="ismrmrd-tools"                       # real ISMRMRD files and the reference C++ recon
+PKGS_PRIVACY="orthanc"                         # an independent Basic Profile anonymizer (tests)
 PKGS_PYTHON=""                                 # filled in below when the python in use is Debian's
 
-FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH RAW PYTHON"
+FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH RAW PRIVACY PYTHON"
 
 mode=install
 case "${1:-}" in
