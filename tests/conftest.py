@@ -182,13 +182,19 @@ def write_ct(tmp_path: Path) -> Callable[..., list[Path]]:
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _link_key_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """Keyed patient hashes use a key made for this test session, never ~/.config's."""
-    key = tmp_path_factory.mktemp("link-key") / "link.key"
-    old = os.environ.get("IMAGELAKE_LINK_KEY_FILE")
-    os.environ["IMAGELAKE_LINK_KEY_FILE"] = str(key)
+def _keys_outside_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keyed patient hashes and anonymized shares use keys made for this test session,
+    never the ones in ~/.config."""
+    folder = tmp_path_factory.mktemp("site-keys")
+    wanted = {
+        "IMAGELAKE_LINK_KEY_FILE": str(folder / "link.key"),
+        "IMAGELAKE_DEID_SECRET_FILE": str(folder / "deid.key"),
+    }
+    old = {k: os.environ.get(k) for k in wanted}
+    os.environ.update(wanted)
     yield
-    if old is None:
-        os.environ.pop("IMAGELAKE_LINK_KEY_FILE", None)
-    else:
-        os.environ["IMAGELAKE_LINK_KEY_FILE"] = old
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v

@@ -63,6 +63,9 @@ class Settings:
     link_key_file
         File holding the secret key for keyed hashes of patient identity used by linking;
         ``None`` means ``~/.config/imagelake/link.key`` (made on first use). Never in a lake.
+    deid_secret_file
+        File holding the secret that keys pseudonyms, UID remapping and date shifts of
+        anonymized shares; ``None`` means ``~/.config/imagelake/deid.key``. Never in a lake.
     link_accept, link_review
         Link confidence at or above which a proposed raw-to-series link is accepted
         automatically, and at or above which it waits in the review queue.
@@ -82,6 +85,7 @@ class Settings:
     progress: bool = True
     raw_rules: str | None = None
     link_key_file: str | None = None
+    deid_secret_file: str | None = None
     link_accept: float = 0.95
     link_review: float = 0.5
 

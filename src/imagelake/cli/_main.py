@@ -505,6 +505,149 @@ def recon(sha256: str, lake_url: str | None, method: str | None) -> None:
     click.echo(str(_lake(lake_url).reconstruct(sha256, method)))
 
 
+def _master_key(key_file: str | None) -> Any:
+    from imagelake.replicate import MasterKey
+
+    if key_file:
+        return MasterKey.from_file(key_file)
+    return MasterKey.from_env()
+
+
+master_key_option = click.option(
+    "--key-file",
+    default=None,
+    help="Master key file (else IMAGELAKE_MASTER_KEY and IMAGELAKE_MASTER_KEY_ID).",
+)
+
+
+@cli.command()
+@click.argument("dest_url")
+@lake_option
+@master_key_option
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+def push(dest_url: str, lake_url: str | None, key_file: str | None, no_progress: bool) -> None:
+    """Copy the lake, encrypted client-side, to DEST_URL (s3://..., any fsspec URL).
+
+    Resumable: run it again after an interruption; every object is verified."""
+    lake = _lake(lake_url)
+    with _progress(not no_progress) as progress:
+        report = lake.push(dest_url, key=_master_key(key_file), progress=progress)
+    click.echo(str(report))
+
+
+@cli.command()
+@click.argument("src_url")
+@click.argument("dest_dir", type=click.Path(file_okay=False))
+@master_key_option
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+def pull(src_url: str, dest_dir: str, key_file: str | None, no_progress: bool) -> None:
+    """Decrypt an encrypted copy at SRC_URL into the local lake DEST_DIR (byte-identical)."""
+    from imagelake.audit import AuditLog
+    from imagelake.replicate import pull as pull_lake
+
+    key = _master_key(key_file)
+    with _progress(not no_progress) as progress:
+        report = pull_lake(src_url, dest_dir, key=key, progress=progress)
+    lake = _lake(dest_dir)
+    log: AuditLog = lake.audit
+    log.record(
+        "pull",
+        user=lake.settings.user,
+        objects=[f"remote:{src_url}"],
+        details={"key_id": key.key_id, "objects": report.objects, "written": report.written},
+    )
+    click.echo(str(report))
+
+
+def _vault_key(key_file: str | None) -> Any:
+    """The vault's master key: a key file, else IMAGELAKE_VAULT_KEY, else a passphrase."""
+    from imagelake.vault import VAULT_KEY_ENV, Passphrase, VaultKey
+
+    if key_file:
+        return VaultKey.from_file(key_file)
+    if os.environ.get(VAULT_KEY_ENV):
+        return VaultKey.from_env()
+    return Passphrase(click.prompt("vault passphrase", hide_input=True))
+
+
+def _open_vault(path: str, key_file: str | None, *, create: bool, user: str) -> Any:
+    from imagelake.vault import Vault
+
+    key = _vault_key(key_file)
+    from imagelake.vault import HEADER_FILE
+
+    if create and not os.path.exists(os.path.join(path, HEADER_FILE)):
+        return Vault.create(path, key, permitted_users=[user])
+    return Vault.open(path, key)
+
+
+vault_key_option = click.option(
+    "--vault-key-file",
+    "key_file",
+    default=None,
+    help="The vault's key file (else IMAGELAKE_VAULT_KEY, else a passphrase prompt).",
+)
+
+
+@cli.command()
+@click.argument("conditions", nargs=-1)
+@lake_option
+@click.option("--out", "out_url", required=True, help="The anonymized lake to write (or add to).")
+@click.option("--policy", default=None, help="De-identification policy (YAML file).")
+@click.option(
+    "--vault", "vault_path", default=None, help="Seal pseudonym -> identity in this vault."
+)
+@vault_key_option
+def anonymize(
+    conditions: tuple[str, ...],
+    lake_url: str | None,
+    out_url: str,
+    policy: str | None,
+    vault_path: str | None,
+    key_file: str | None,
+) -> None:
+    """De-identify the series matching FIELD=VALUE conditions into another lake (PS3.15
+    Basic Profile with keyed pseudonyms by default; re-running adds only new data)."""
+    from imagelake.index import parse_filters
+
+    lake = _lake(lake_url)
+    vault = None
+    if vault_path:
+        vault = _open_vault(vault_path, key_file, create=True, user=lake.settings.user)
+    click.echo(
+        str(lake.anonymize(out_url, parse_filters(list(conditions)), policy=policy, vault=vault))
+    )
+
+
+@cli.group()
+def vault() -> None:
+    """The re-identification vault (pseudonym -> identity, sealed with AES-256-GCM)."""
+
+
+@vault.command(name="lookup")
+@click.argument("pseudonym")
+@click.option("--vault", "vault_path", required=True, help="The vault folder or URL.")
+@vault_key_option
+@lake_option
+def vault_lookup(
+    pseudonym: str, vault_path: str, key_file: str | None, lake_url: str | None
+) -> None:
+    """Show the identity behind a pseudonym (permitted users only; audited in the lake)."""
+    from imagelake.vault import VaultError
+
+    lake = _lake(lake_url)
+    opened = _open_vault(vault_path, key_file, create=False, user=lake.settings.user)
+    try:
+        identity, event = opened.lookup(pseudonym, user=lake.settings.user)
+    except VaultError as exc:
+        if exc.event is not None:  # refusals are audited too
+            lake.audit.record(**exc.event)
+        raise
+    lake.audit.record(**event)
+    for key, value in identity.items():
+        click.echo(f"{key}: {value}")
+
+
 @cli.command()
 @lake_option
 @click.option("--data", "data_dir", default="./demo-data", show_default=True)

@@ -46,6 +46,7 @@ from imagelake.index import write_snapshot
 from imagelake.ingest import IngestReport, Progress, ingest_paths
 from imagelake.knowledge import sync as sync_knowledge
 from imagelake.lake._raw import RawLinkMixin
+from imagelake.lake._share import AnonymizeReport, anonymize_lake
 from imagelake.store import FixityProblem, StoreSettings, open_stack, verify_store
 
 __all__ = ["LAKE_MARKER", "Lake", "open_lake"]
@@ -423,6 +424,84 @@ class Lake(RawLinkMixin):
             objects=sorted(uids),
             details={"instances": report.instances, "out": os.fspath(out_dir)},
         )
+        return report
+
+    def anonymize(
+        self,
+        destination: str | os.PathLike[str],
+        filters: Mapping[str, Any] | None = None,
+        /,
+        *,
+        policy: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+        vault: Any = None,
+        **conditions: Any,
+    ) -> AnonymizeReport:
+        """Write the matching series, de-identified, into the lake at ``destination``.
+
+        The PS3.15 Basic Profile with keyed pseudonyms by default; ``policy`` is a YAML
+        file, a YAML string or a mapping (:func:`imagelake.anonymize.load_policy`);
+        ``vault`` an open :class:`imagelake.vault.Vault` to seal each pseudonym's
+        identifiers in. This lake is only read; the share is audited here and there.
+        """
+        report = anonymize_lake(
+            self,
+            destination,
+            {**(filters or {}), **conditions},
+            policy=policy,
+            vault=vault,
+            secret_file=self.settings.deid_secret_file,
+        )
+        self.audit.record(
+            "anonymize",
+            user=self.settings.user,
+            objects=[f"lake:{report.destination}"],
+            details={
+                "series": report.series,
+                "instances": report.instances,
+                "held_back": report.held_back,
+                "subjects": report.subjects,
+                "vault_records_new": report.vault_records_new,
+            },
+        )
+        return report
+
+    def push(
+        self,
+        dest_url: str,
+        *,
+        key: Any,
+        storage_options: Mapping[str, Any] | None = None,
+        progress: Progress | None = None,
+    ) -> Any:
+        """Copy this lake, encrypted client-side, to any fsspec URL (resumable, verified).
+
+        ``key`` is an :class:`imagelake.replicate.MasterKey`. The writer lock is held, so
+        the index, stores and registry snapshot pushed belong together. See
+        :func:`imagelake.replicate.push`.
+        """
+        from imagelake.replicate import push
+
+        if not self.fs.is_local:
+            raise ConfigError("push copies a local lake; this one is at " + self.fs.url())
+        with self.writer_lock():
+            report = push(
+                self.fs.path(""),
+                dest_url,
+                key=key,
+                storage_options=dict(storage_options or {}),
+                progress=progress,
+            )
+            self.audit.record(
+                "push",
+                user=self.settings.user,
+                objects=[f"remote:{dest_url}"],
+                details={
+                    "key_id": key.key_id,
+                    "objects": report.objects,
+                    "uploaded": report.uploaded,
+                    "verified": report.verified,
+                },
+            )
         return report
 
     def _all_stack_paths(self) -> tuple[list[str], list[str]]:

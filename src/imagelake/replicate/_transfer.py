@@ -108,6 +108,13 @@ class PushReport:
         """Plaintext throughput of the objects actually uploaded, in MB/s."""
         return self.uploaded_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
 
+    def __str__(self) -> str:
+        return (
+            f"{self.objects} objects in {self.url}: {self.uploaded} uploaded "
+            f"({self.uploaded_bytes / 1e6:.1f} MB), {self.skipped} already there, "
+            f"{self.verified} verified, {self.removed} stale removed ({self.seconds:.1f} s)"
+        )
+
 
 @dataclass(frozen=True)
 class PullReport:
@@ -122,6 +129,13 @@ class PullReport:
     @property
     def mb_per_s(self) -> float:
         return self.plain_bytes / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"{self.objects} objects decrypted and verified: {self.written} written, "
+            f"{self.skipped} already identical ({self.plain_bytes / 1e6:.1f} MB, "
+            f"{self.seconds:.1f} s)"
+        )
 
 
 @dataclass(frozen=True)

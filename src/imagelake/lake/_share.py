@@ -1,0 +1,147 @@
+"""Anonymized shares: a derived lake, safe to hand to another site (issue 4, item 3).
+
+>>> report = lake.anonymize("/data/share-lake", Modality="CT", vault=vault)   # doctest: +SKIP
+
+The selected series are regenerated as DICOM from the source lake (byte-exact headers,
+identical pixels), de-identified with :class:`imagelake.anonymize.Deidentifier` under the
+project's policy (the PS3.15 Basic Profile with keyed pseudonyms by default), and ingested
+into the destination lake, which gets its own registry, index, catalog and audit log. The
+source lake is only read.
+
+- **Same pseudonyms every run.** Pseudonyms, UIDs and date shifts are keyed by a secret
+  kept outside every lake (``deid_secret_file``; made on first use). Re-running adds only
+  the new data, under the same pseudonyms.
+- **Burned-in text is held back.** Images whose pixels may show identifying text (the
+  BurnedInAnnotation flag; US, SC, OT, XA and ES data; screen captures) are left out and
+  counted until a person has reviewed them.
+- **Re-identification vault.** With ``vault=``, each pseudonym's identifiers are sealed in
+  it (:mod:`imagelake.vault`), so authorized people can link back.
+- **Raw files are not shared yet.** Raw-header anonymization is a later step.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pydicom
+
+from imagelake.errors import ConfigError
+
+__all__ = ["DEFAULT_DEID_SECRET_FILE", "AnonymizeReport", "anonymize_lake"]
+
+#: where the secret for pseudonyms, UIDs and date shifts lives unless a setting says otherwise
+DEFAULT_DEID_SECRET_FILE = "~/.config/imagelake/deid.key"
+
+
+@dataclass
+class AnonymizeReport:
+    """What one anonymized share did (counts only: no identifiers)."""
+
+    destination: str
+    series: int = 0
+    instances: int = 0
+    instances_new: int = 0
+    held_back: int = 0
+    held_back_reasons: dict[str, int] = field(default_factory=dict)
+    subjects: int = 0
+    vault_records_new: int = 0
+    seconds: float = 0.0
+
+    def __str__(self) -> str:
+        held = ""
+        if self.held_back:
+            reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.held_back_reasons.items()))
+            held = f"; {self.held_back} held back for review of burned-in text ({reasons})"
+        return (
+            f"{self.series} series, {self.instances} instances de-identified for "
+            f"{self.subjects} subjects ({self.instances_new} new in {self.destination}){held}; "
+            f"{self.vault_records_new} new vault records ({self.seconds:.1f} s)"
+        )
+
+
+def _secret(path: str | None) -> bytes:
+    from imagelake.linking import load_or_create_key
+
+    return load_or_create_key(os.path.expanduser(path or DEFAULT_DEID_SECRET_FILE))
+
+
+def _identity(ds: pydicom.Dataset) -> dict[str, str]:
+    out = {}
+    for keyword in (
+        "PatientID",
+        "IssuerOfPatientID",
+        "PatientName",
+        "PatientBirthDate",
+        "PatientSex",
+    ):
+        value = ds.get(keyword)
+        if value not in (None, ""):
+            out[keyword] = str(value)
+    return out
+
+
+def anonymize_lake(
+    source: Any,
+    destination: str | os.PathLike[str],
+    filters: Mapping[str, Any],
+    *,
+    policy: str | os.PathLike[str] | Mapping[str, Any] | None = None,
+    vault: Any = None,
+    secret_file: str | None = None,
+) -> AnonymizeReport:
+    """De-identify the series of ``source`` matching ``filters`` into the lake ``destination``.
+
+    ``source`` is a :class:`imagelake.lake.Lake`; ``vault`` an open
+    :class:`imagelake.vault.Vault` (or ``None``). See the module docstring.
+    """
+    from imagelake.anonymize import Deidentifier, load_policy
+    from imagelake.lake._lake import open_lake
+
+    started = time.perf_counter()
+    dest_url = os.fspath(destination)
+    if os.path.abspath(dest_url) == os.path.abspath(source.url):
+        raise ConfigError("the anonymized share must be another lake than its source")
+    source_policy = Path(policy) if isinstance(policy, os.PathLike) else policy
+    deid = Deidentifier(load_policy(source_policy), secret=_secret(secret_file))
+    report = AnonymizeReport(destination=dest_url)
+    subjects: dict[str, dict[str, str]] = {}
+    with tempfile.TemporaryDirectory(prefix="imagelake-share-") as tmp:
+        exported = Path(tmp) / "exported"
+        clean = Path(tmp) / "deidentified"
+        clean.mkdir()
+        selected = source.export(exported, dict(filters), layout="flat")
+        series: set[str] = set()
+        for n, path in enumerate(sorted(selected.files)):
+            ds = pydicom.dcmread(path)
+            series.add(str(ds.get("SeriesInstanceUID", "")))
+            identity = _identity(ds)
+            subject_key = "|".join(
+                (identity.get("IssuerOfPatientID", ""), identity.get("PatientID", ""))
+            )
+            result = deid.deidentify(ds, subject_key=subject_key, inplace=True)
+            if result.burned_in_risk:
+                report.held_back += 1
+                key = result.burned_in_risk.split(":")[0]
+                report.held_back_reasons[key] = report.held_back_reasons.get(key, 0) + 1
+                continue
+            result.dataset.save_as(clean / f"{n:07d}.dcm", enforce_file_format=True)
+            report.instances += 1
+            if result.pseudonym:
+                subjects.setdefault(result.pseudonym, identity)
+        report.series = len(series)
+        dest = open_lake(dest_url, create=True)
+        ingested = dest.ingest([clean], link=False)
+        report.instances_new = ingested.instances_new
+    report.subjects = len(subjects)
+    if vault is not None:
+        for pseudonym, identity in sorted(subjects.items()):
+            if vault.put(pseudonym, identity):
+                report.vault_records_new += 1
+    report.seconds = time.perf_counter() - started
+    return report
