@@ -150,8 +150,10 @@ def patient_keys(
 
 
 def _inside_lake(path: Path) -> Path | None:
+    # a lake folder holds imagelake.json (and registry.sqlite unless the registry is a
+    # PostgreSQL database)
     for parent in path.parents:
-        if (parent / "registry.sqlite").exists():
+        if (parent / "imagelake.json").exists() or (parent / "registry.sqlite").exists():
             return parent
     return None
 
