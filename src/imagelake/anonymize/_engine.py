@@ -38,10 +38,13 @@ from importlib import resources
 from typing import Any
 
 import pydicom
-from pydicom.dataelem import DataElement
+from pydicom import config
+from pydicom.datadict import dictionary_VR
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.sr.codedict import codes
+from pydicom.tag import BaseTag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, UID, UID_dictionary
 
 from imagelake.anonymize._keyed import date_shift, pseudonym, shift_da, shift_dt, uid_remap
@@ -54,6 +57,103 @@ __all__ = ["DeidResult", "Deidentifier", "burned_in_risk", "method_codes"]
 _PATIENT_NAME = 0x00100010
 _PATIENT_ID = 0x00100020
 _SOP_INSTANCE_UID = 0x00080018
+_SOP_CLASS_UID = 0x00080016
+_BURNED_IN_ANNOTATION = 0x00280301
+_MODALITY = 0x00080060
+_IMAGE_TYPE = 0x00080008
+_SERIES_DESCRIPTION = 0x0008103E
+_PATIENT_IDENTITY_REMOVED = 0x00120062
+_DEID_METHOD = 0x00120063
+_DEID_METHOD_CODES = 0x00120064
+_LONG_TEMPORAL_MODIFIED = 0x00280303
+_IMPLEMENTATION_CLASS_UID = 0x00020012
+_IMPLEMENTATION_VERSION_NAME = 0x00020013
+_MEDIA_SOP_INSTANCE_UID = 0x00020003
+_CODE_VALUE = 0x00080100
+_CODING_SCHEME = 0x00080102
+_CODE_MEANING = 0x00080104
+_MAX_CACHE = 1 << 18  # entries of a per-Deidentifier memo before it is emptied
+
+
+def _element(ds: Dataset, key: BaseTag) -> DataElement:
+    """``ds[key]`` for a key of ``ds``: the element, converted from its raw form if need be.
+
+    The same element ``ds[key]`` gives (raw elements go through ``Dataset.__getitem__``, which
+    converts them and corrects ambiguous VRs), without its tag conversion for decoded ones.
+    """
+    elem = ds._dict[key]
+    if isinstance(elem, RawDataElement):
+        return ds[key]
+    return elem
+
+
+def _get(ds: Dataset, tag: int, default: Any) -> Any:
+    """``ds.get(keyword, default)`` for the keyword of ``tag`` (the element's value)."""
+    key = BaseTag(tag)
+    if key not in ds._dict:
+        return default
+    return _element(ds, key).value
+
+
+def _put(ds: Dataset, tag: int, value: Any, *, constant: bool = False) -> None:
+    """``ds.<keyword> = value`` for the keyword of ``tag`` (``Dataset.__setattr__``'s steps).
+
+    ``constant``: ``value`` is one of the engine's fixed values, whose conversion is memoized.
+    """
+    key = BaseTag(tag)
+    if key not in ds._dict:
+        vr = _VRS.get(tag) or _VRS.setdefault(tag, dictionary_VR(key))
+        converted = (
+            _CONVERTED.get((vr, value, config.datetime_conversion), _MISSING)
+            if constant
+            else _MISSING
+        )
+        if converted is not _MISSING:
+            elem = DataElement(key, vr, converted, already_converted=True)
+        else:
+            elem = DataElement(key, vr, value)
+            if constant:
+                _memo_converted(elem, value)
+    else:
+        elem = _element(ds, key)
+        if constant:
+            _set_constant(elem, value)
+        else:
+            elem.value = value
+    ds[key] = elem
+
+
+_VRS: dict[int, str] = {}
+_MISSING = object()
+# (VR, value, datetime_conversion) -> the value as DataElement's setter converts (and validates)
+# it, for the engine's fixed values whose conversion is immutable (str, bytes, int, float)
+_CONVERTED: dict[tuple[str, Any, bool], Any] = {}
+_IMMUTABLE = frozenset({str, bytes, int, float})
+
+
+def _memo_converted(elem: DataElement, value: Any) -> None:
+    converted = elem.value
+    if type(converted) in _IMMUTABLE and len(_CONVERTED) < 1024:
+        _CONVERTED[(elem.VR, value, config.datetime_conversion)] = converted
+
+
+def _set_constant(elem: DataElement, value: Any) -> None:
+    """``elem.value = value`` for a fixed, valid value of the engine, converted once per VR."""
+    converted = _CONVERTED.get((elem.VR, value, config.datetime_conversion), _MISSING)
+    if converted is _MISSING:
+        elem.value = value
+        _memo_converted(elem, value)
+    else:
+        elem._value = converted  # what the setter stores for it (a valid, immutable value)
+
+
+def _set_uid(elem: DataElement, uid: str) -> None:
+    """``elem.value = uid`` for a single UID the engine made (``2.25.<int>``, always valid)."""
+    if uid.startswith("2.25.") and "\\" not in uid:
+        elem._value = UID(uid, config.IGNORE)  # the setter's conversion; validation cannot fail
+    else:
+        elem.value = uid
+
 
 _DUMMY: dict[str, Any] = {
     "AE": "ANONYMIZED",
@@ -196,22 +296,26 @@ def burned_in_risk(ds: Dataset) -> str | None:
 
 def _risk_reasons(ds: Dataset) -> list[str]:
     reasons = []
-    if str(ds.get("BurnedInAnnotation", "")).upper() == "YES":
+    if str(_get(ds, _BURNED_IN_ANNOTATION, "")).upper() == "YES":
         reasons.append("BurnedInAnnotation is YES")
-    modality = str(ds.get("Modality", "")).upper()
+    modality = str(_get(ds, _MODALITY, "")).upper()
     if modality in _RISKY_MODALITIES:
         reasons.append(f"modality {modality}")
-    if str(ds.get("SOPClassUID", "")) in _SECONDARY_CAPTURE:
+    if str(_get(ds, _SOP_CLASS_UID, "")) in _SECONDARY_CAPTURE:
         reasons.append("secondary capture or document SOP class")
-    image_type = {str(v).upper() for v in (ds.get("ImageType") or [])}
+    image_type = {str(v).upper() for v in (_get(ds, _IMAGE_TYPE, None) or [])}
     if image_type & _RISKY_IMAGE_TYPES:
         reasons.append("screen-capture image type")
-    description = str(ds.get("SeriesDescription", "")).upper()
+    description = str(_get(ds, _SERIES_DESCRIPTION, "")).upper()
     if any(d in description for d in _RISKY_DESCRIPTIONS):
         reasons.append("dose or protocol screen series")
-    if any((tag >> 16) & 0xFF00 == 0x6000 and tag & 0xFFFF == 0x3000 for tag in ds.keys()):  # noqa: SIM118 - Dataset iterates elements
+    if _has_overlay(ds):
         reasons.append(_OVERLAY_REASON)
     return reasons
+
+
+def _has_overlay(ds: Dataset) -> bool:
+    return any(tag & 0xFF00FFFF == 0x60003000 for tag in ds._dict)  # (60xx,3000)
 
 
 @dataclass(frozen=True)
@@ -240,13 +344,27 @@ class DeidResult:
     date_shift_days: int | None = field(default=None, repr=False)
 
 
+# What the walk does with a tag, decided once per Deidentifier (see Deidentifier._step).
+_DROP = 0  # group length, or file meta inside the dataset: removed
+_KEEP_POLICY = 1
+_REMOVE_POLICY = 2
+_PRIVATE = 3
+_UNLISTED = 4  # not in the table
+_LISTED = 5  # in the table: apply its action
+_LISTED_GRAPHICS = 6  # in the table, in an overlay/curve group, action not K
+# Actions whose simple form depends on the attribute's Type in the IOD (see _resolve).
+_TYPED = frozenset({"X", *_UNKNOWN_IOD})
+
+
 class _Run:
     """State of one :meth:`Deidentifier.deidentify` call."""
 
-    def __init__(self, shift: int | None, types: dict[str, str] | None) -> None:
+    def __init__(self, shift: int | None, types: dict[str, str] | None, ciod: str | None) -> None:
         self.shift = shift
         self.types = types  # Types of the compound-action attributes in this IOD, or None
+        self.ciod = ciod if types is not None else None  # names ``types`` in memo keys
         self.path: list[str] = []  # tags of the enclosing sequences
+        self.prefix = ""  # ``path`` joined, as memo key
         self.counts: Counter[str] = Counter()
 
     def attribute_type(self, tag: int) -> str | None:
@@ -279,6 +397,26 @@ class Deidentifier:
         self.table = table or confidentiality_table()
         self._safe_private = {(s.creator, s.group, s.element) for s in policy.safe_private}
         self._uid_cache: dict[str, str] = {}
+        self._uids: dict[str, str] = {}
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Derive from ``policy``, ``options`` and ``table`` what every call would recompute.
+
+        The memos hold tags, actions, UIDs and subject keys' pseudonyms and shifts (derived
+        under the secret, never shown). They are rebuilt if one of the three is replaced.
+        """
+        self._prepared = (self.policy, self.options, self.table)
+        self._steps: dict[int, tuple[int, str]] = {}
+        self._resolved: dict[tuple[str | None, str, int, str], str] = {}
+        self._subjects: dict[str, tuple[str, int | None]] = {}
+        self._codes = [
+            (str(i.CodeValue), str(i.CodingSchemeDesignator), str(i.CodeMeaning))
+            for i in method_codes(self.options)
+        ]
+        self._method = f"imagelake PS3.15 E.1 policy {self.policy.name}"[:64]
+        self._retain_uids = Option.RETAIN_UIDS in self.options
+        self._full_dates = Option.RETAIN_LONG_FULL_DATES in self.options
 
     def __repr__(self) -> str:  # never show the secret
         return f"Deidentifier(policy={self.policy.name!r}, options={sorted(self.options)})"
@@ -286,12 +424,21 @@ class Deidentifier:
     # -- public -------------------------------------------------------------------------------
     def uid(self, value: str) -> str:
         """The replacement of one UID (cached; DICOM's own UIDs are kept)."""
-        value = str(value).strip().rstrip("\x00")
-        if not value or value.startswith("1.2.840.10008.") or value in UID_dictionary:
-            return value
-        new = self._uid_cache.get(value)
-        if new is None:
-            new = self._uid_cache[value] = uid_remap(value, self._secret)
+        if isinstance(value, str):
+            new = self._uids.get(value)
+            if new is not None:
+                return new
+        text = str(value).strip().rstrip("\x00")
+        if not text or text.startswith("1.2.840.10008.") or text in UID_dictionary:
+            new = text
+        else:
+            new = self._uid_cache.get(text)
+            if new is None:
+                new = self._uid_cache[text] = uid_remap(text, self._secret)
+        if isinstance(value, str):
+            if len(self._uids) >= _MAX_CACHE:
+                self._uids.clear()
+            self._uids[value] = new
         return new
 
     def deidentify(self, ds: Dataset, *, subject_key: str, inplace: bool = False) -> DeidResult:
@@ -304,78 +451,133 @@ class Deidentifier:
         """
         if not isinstance(ds, Dataset):
             raise InvalidInputError(f"expected a pydicom Dataset, not {type(ds).__name__}")
-        if not subject_key:
-            raise InvalidInputError("deidentify needs a non-empty subject_key")
+        if not subject_key or not isinstance(subject_key, str):
+            raise InvalidInputError("deidentify needs a non-empty string subject_key")
+        prepared = self._prepared
+        if (
+            prepared[0] is not self.policy
+            or prepared[1] is not self.options
+            or prepared[2] is not self.table
+        ):
+            self._prepare()
         # judged on the input (the output loses SeriesDescription...), except overlays, which
         # count only if they are still in the output
         reasons = [r for r in _risk_reasons(ds) if r != _OVERLAY_REASON]
-        shift = None
-        full = Option.RETAIN_LONG_FULL_DATES in self.options
-        if Option.RETAIN_LONG_MODIFIED_DATES in self.options and not full:
-            shift = date_shift(subject_key, self._secret, self.policy.date_shift_days)
+        name, shift = self._subject(subject_key)
         sop_classes, types = _iod_types()
-        ciod = sop_classes.get(str(ds.get("SOPClassUID", "")))
-        run = _Run(shift, types.get(ciod) if ciod else None)
+        ciod = sop_classes.get(str(_get(ds, _SOP_CLASS_UID, "")))
+        run = _Run(shift, types.get(ciod) if ciod else None, ciod)
         out = ds if inplace else copy.deepcopy(ds)
         self._walk(out, run)
-        name = pseudonym(
-            subject_key, self._secret, self.policy.pseudonym_prefix, self.policy.pseudonym_length
-        )
         if self.policy.pseudonymize:
-            out.PatientName = name
-            out.PatientID = name
+            _put(out, _PATIENT_NAME, name)
+            _put(out, _PATIENT_ID, name)
             run.counts["pseudonym"] += 2
         self._mark(out, shift)
         self._file_meta(out, run)
-        if _OVERLAY_REASON in _risk_reasons(out):
+        if _has_overlay(out):
             reasons.append(_OVERLAY_REASON)
         return DeidResult(out, dict(run.counts), "; ".join(reasons) or None, name, shift)
 
+    def _subject(self, subject_key: str) -> tuple[str, int | None]:
+        """The subject's pseudonym and date shift (``None``: dates are not shifted), memoized."""
+        known = self._subjects.get(subject_key)
+        if known is not None:
+            return known
+        shift = None
+        if Option.RETAIN_LONG_MODIFIED_DATES in self.options and not self._full_dates:
+            shift = date_shift(subject_key, self._secret, self.policy.date_shift_days)
+        name = pseudonym(
+            subject_key, self._secret, self.policy.pseudonym_prefix, self.policy.pseudonym_length
+        )
+        if len(self._subjects) >= _MAX_CACHE:
+            self._subjects.clear()
+        self._subjects[subject_key] = (name, shift)
+        return name, shift
+
     # -- walking ------------------------------------------------------------------------------
-    def _walk(self, ds: Dataset, run: _Run, dummy: bool = False) -> None:
-        private_kept: set[tuple[int, int]] = set()  # (group, block) of retained private data
-        creators: list[int] = []
-        drop_groups: set[int] = set()
-        for key in list(ds.keys()):
-            tag = int(key)
-            group, elem = tag >> 16, tag & 0xFFFF
-            if elem == 0 or group == 0x0002:  # group lengths; meta stays in file_meta
-                del ds[tag]
-                continue
-            if tag in self.policy.keep:
-                run.counts["K policy"] += 1
-                continue
-            if tag in self.policy.remove:
-                del ds[tag]
-                run.counts["X policy"] += 1
-                continue
-            if group & 1:
-                if 0x0010 <= elem <= 0x00FF:
-                    creators.append(tag)
-                elif self._private_safe(ds, group, elem):
-                    private_kept.add((group, elem >> 8))
-                    run.counts["private K"] += 1
-                else:
-                    del ds[tag]
-                    run.counts["private X"] += 1
-                continue
+    def _step(self, tag: int) -> tuple[int, str]:
+        """What the walk does with ``tag``: (kind, table action or ""), the same at any depth."""
+        step = self._steps.get(tag)
+        if step is not None:
+            return step
+        group, elem = tag >> 16, tag & 0xFFFF
+        action: str | None = None
+        if elem == 0 or group == 0x0002:  # group lengths; meta stays in file_meta
+            kind = _DROP
+        elif tag in self.policy.keep:
+            kind = _KEEP_POLICY
+        elif tag in self.policy.remove:
+            kind = _REMOVE_POLICY
+        elif group & 1:
+            kind = _PRIVATE
+        else:
             row = self.table.lookup(tag)
             action = row.action(self.options) if row is not None else None
             if action is None:
-                self._unlisted(ds, tag, run, dummy)
-                continue
-            if group & 0xFF00 in (0x5000, 0x6000) and action != "K":
+                kind = _UNLISTED
+            elif group & 0xFF00 in (0x5000, 0x6000) and action != "K":
+                kind = _LISTED_GRAPHICS
+            else:
+                kind = _LISTED
+        step = self._steps[tag] = (kind, action or "")
+        return step
+
+    def _simple(self, action: str, tag: int, run: _Run) -> str:
+        """``_resolve(action, run.attribute_type(tag))``, memoized by IOD and sequence path."""
+        if action not in _TYPED:
+            return action
+        key = (run.ciod, run.prefix, tag, action)
+        simple = self._resolved.get(key)
+        if simple is None:
+            if len(self._resolved) >= _MAX_CACHE:
+                self._resolved.clear()
+            simple = self._resolved[key] = _resolve(action, run.attribute_type(tag))
+        return simple
+
+    def _walk(self, ds: Dataset, run: _Run, dummy: bool = False) -> None:
+        private_kept: set[tuple[int, int]] = set()  # (group, block) of retained private data
+        creators: list[BaseTag] = []
+        drop_groups: set[int] = set()
+        counts = run.counts
+        steps = self._steps
+        for key in list(ds._dict):
+            tag = int(key)
+            step = steps.get(tag) or self._step(tag)
+            kind = step[0]
+            if kind == _LISTED:
+                self._apply(ds, key, self._simple(step[1], tag, run), run, dummy)
+            elif kind == _UNLISTED:
+                self._unlisted(ds, key, run, dummy)
+            elif kind == _DROP:
+                del ds[key]
+            elif kind == _PRIVATE:
+                elem = tag & 0xFFFF
+                if 0x0010 <= elem <= 0x00FF:
+                    creators.append(key)
+                elif self._private_safe(ds, tag >> 16, elem):
+                    private_kept.add((tag >> 16, elem >> 8))
+                    counts["private K"] += 1
+                else:
+                    del ds[key]
+                    counts["private X"] += 1
+            elif kind == _KEEP_POLICY:
+                counts["K policy"] += 1
+            elif kind == _REMOVE_POLICY:
+                del ds[key]
+                counts["X policy"] += 1
+            else:  # _LISTED_GRAPHICS
                 # graphics cannot be cleaned here: remove the whole overlay/curve group
-                drop_groups.add(group)
-            self._apply(ds, tag, _resolve(action, run.attribute_type(tag)), run, dummy)
-        for tag in creators:
-            if (tag >> 16, tag & 0xFF) not in private_kept:
-                del ds[tag]
-                run.counts["private X"] += 1
+                drop_groups.add(tag >> 16)
+                self._apply(ds, key, self._simple(step[1], tag, run), run, dummy)
+        for key in creators:
+            if (key >> 16, key & 0xFF) not in private_kept:
+                del ds[key]
+                counts["private X"] += 1
         if drop_groups:
-            for tag in [t for t in ds.keys() if t >> 16 in drop_groups]:  # noqa: SIM118
-                del ds[tag]
-                run.counts["X"] += 1
+            for key in [t for t in ds._dict if t >> 16 in drop_groups]:
+                del ds[key]
+                counts["X"] += 1
 
     def _private_safe(self, ds: Dataset, group: int, elem: int) -> bool:
         if Option.RETAIN_SAFE_PRIVATE not in self.options or not self._safe_private:
@@ -386,16 +588,17 @@ class Deidentifier:
         creator = str(ds[creator_tag].value).strip()
         return (creator, group, elem & 0xFF) in self._safe_private
 
-    def _unlisted(self, ds: Dataset, tag: int, run: _Run, dummy: bool) -> None:
-        elem = ds[tag]
-        if elem.VR == "SQ":
+    def _unlisted(self, ds: Dataset, key: BaseTag, run: _Run, dummy: bool) -> None:
+        elem = _element(ds, key)
+        vr = elem.VR
+        if vr == "SQ":
             self._walk_sequence(elem, run, dummy)
-        elif dummy and elem.VR in _FREE_TEXT_VRS:
+        elif dummy and vr in _FREE_TEXT_VRS:
             self._dummy(elem)
             run.counts["D content"] += 1
-        elif elem.VR == "UI" and Option.RETAIN_UIDS not in self.options:
+        elif vr == "UI" and not self._retain_uids:
             self._remap(elem, run)
-        elif elem.VR in ("DA", "DT") and Option.RETAIN_LONG_FULL_DATES not in self.options:
+        elif vr in ("DA", "DT") and not self._full_dates:
             # dates the table does not list (InstanceCreationDate in older editions) still date
             # the patient's visit: shift them with the others, or replace them by a dummy
             if run.shift is not None:
@@ -405,27 +608,40 @@ class Deidentifier:
                 run.counts["D unlisted date"] += 1
 
     def _walk_sequence(self, elem: DataElement, run: _Run, dummy: bool = False) -> None:
+        items = elem.value
+        if not items:
+            return
+        prefix = run.prefix
         run.path.append(f"{int(elem.tag):08X}")
+        run.prefix = ":".join(run.path)
         try:
-            for item in elem.value or ():
+            for item in items:
                 self._walk(item, run, dummy)
         finally:
             run.path.pop()
+            run.prefix = prefix
 
     def _remap(self, elem: DataElement, run: _Run) -> None:
         if elem.VR != "UI" or elem.value in (None, ""):
             return
         values = elem.value if elem.VM > 1 else [elem.value]
         new = [self.uid(v) for v in values]
-        elem.value = new if elem.VM > 1 else new[0]
+        if elem.VM > 1:
+            elem.value = new
+        else:
+            _set_uid(elem, new[0])
         run.counts["U"] += 1
 
-    def _apply(self, ds: Dataset, tag: int, action: str, run: _Run, dummy: bool = False) -> None:
-        elem = ds[tag]
-        vr = elem.VR
+    def _apply(
+        self, ds: Dataset, key: BaseTag, action: str, run: _Run, dummy: bool = False
+    ) -> None:
         if action == "X":
-            del ds[tag]
-        elif action == "Z":
+            del ds[key]
+            run.counts["X"] += 1
+            return
+        elem = _element(ds, key)
+        vr = elem.VR
+        if action == "Z":
             elem.value = Sequence() if vr == "SQ" else (b"" if vr in _BINARY_VRS else None)
         elif action in ("D", "K", "U*") or (action == "C" and vr == "SQ"):
             if vr == "SQ":
@@ -443,7 +659,7 @@ class Deidentifier:
                 self._remap(elem, run)
                 return
         elif action == "C":
-            action = self._clean(ds, tag, run)
+            action = self._clean(ds, key, run)
         else:  # pragma: no cover - the table parser rejects other codes
             raise InvalidInputError(f"unsupported de-identification action {action!r}")
         run.counts[action] += 1
@@ -454,20 +670,24 @@ class Deidentifier:
             return
         if elem.VR == "UI":
             values = elem.value if elem.VM > 1 else [elem.value]
-            elem.value = [self.uid(v) for v in values] if elem.VM > 1 else self.uid(values[0])
+            if elem.VM > 1:
+                elem.value = [self.uid(v) for v in values]
+            else:
+                _set_uid(elem, self.uid(values[0]))
         elif elem.VR in _BINARY_VRS:
-            elem.value = b"\x00\x00"
+            _set_constant(elem, b"\x00\x00")
         else:
-            elem.value = _DUMMY.get(elem.VR, "ANONYMIZED")
+            _set_constant(elem, _DUMMY.get(elem.VR, "ANONYMIZED"))
 
-    def _clean(self, ds: Dataset, tag: int, run: _Run) -> str:
-        elem = ds[tag]
+    def _clean(self, ds: Dataset, key: BaseTag, run: _Run) -> str:
+        elem = _element(ds, key)
         if elem.VR in ("DA", "DT", "TM") and run.shift is not None:
             return self._shift(elem, run.shift)
         # Free text cannot be cleaned reliably: fall back to the Basic Profile action.
+        tag = int(key)
         row = self.table.lookup(tag)
-        basic = _resolve(row.basic, run.attribute_type(tag)) if row is not None else "X"
-        self._apply(ds, tag, basic, run)
+        basic = self._simple(row.basic, tag, run) if row is not None else "X"
+        self._apply(ds, key, basic, run)
         return "C as basic"
 
     @staticmethod
@@ -487,15 +707,22 @@ class Deidentifier:
 
     # -- marking ------------------------------------------------------------------------------
     def _mark(self, ds: Dataset, shift: int | None) -> None:
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = f"imagelake PS3.15 E.1 policy {self.policy.name}"[:64]
-        ds.DeidentificationMethodCodeSequence = Sequence(method_codes(self.options))
-        if Option.RETAIN_LONG_FULL_DATES in self.options:
-            ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+        _put(ds, _PATIENT_IDENTITY_REMOVED, "YES", constant=True)
+        _put(ds, _DEID_METHOD, self._method, constant=True)
+        items = []
+        for value, scheme, meaning in self._codes:  # method_codes(self.options), prebuilt
+            item = Dataset()
+            _put(item, _CODE_VALUE, value, constant=True)
+            _put(item, _CODING_SCHEME, scheme, constant=True)
+            _put(item, _CODE_MEANING, meaning, constant=True)
+            items.append(item)
+        _put(ds, _DEID_METHOD_CODES, Sequence(items))
+        if self._full_dates:
+            _put(ds, _LONG_TEMPORAL_MODIFIED, "UNMODIFIED", constant=True)
         elif shift is not None:
-            ds.LongitudinalTemporalInformationModified = "MODIFIED"
+            _put(ds, _LONG_TEMPORAL_MODIFIED, "MODIFIED", constant=True)
         else:
-            ds.LongitudinalTemporalInformationModified = "REMOVED"
+            _put(ds, _LONG_TEMPORAL_MODIFIED, "REMOVED", constant=True)
 
     def _file_meta(self, ds: Dataset, run: _Run) -> None:
         meta = getattr(ds, "file_meta", None)
@@ -504,13 +731,18 @@ class Deidentifier:
         if not isinstance(meta, FileMetaDataset):
             meta = ds.file_meta = FileMetaDataset(meta)
         for tag in _META_DROP:
-            if tag in meta:
-                del meta[tag]
+            key = BaseTag(tag)
+            if key in meta._dict:
+                del meta[key]
                 run.counts["meta X"] += 1
         # the output is written by this software, not by the original implementation
-        meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-        meta.ImplementationVersionName = f"PYDICOM {pydicom.__version__}"[:16]
-        if "SOPInstanceUID" in ds:
-            meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        elif "MediaStorageSOPInstanceUID" in meta and Option.RETAIN_UIDS not in self.options:
-            meta.MediaStorageSOPInstanceUID = UID(self.uid(str(meta.MediaStorageSOPInstanceUID)))
+        _put(meta, _IMPLEMENTATION_CLASS_UID, PYDICOM_IMPLEMENTATION_UID)
+        _put(meta, _IMPLEMENTATION_VERSION_NAME, _IMPLEMENTATION_VERSION, constant=True)
+        if BaseTag(_SOP_INSTANCE_UID) in ds._dict:
+            _put(meta, _MEDIA_SOP_INSTANCE_UID, _get(ds, _SOP_INSTANCE_UID, None))
+        elif not self._retain_uids and BaseTag(_MEDIA_SOP_INSTANCE_UID) in meta._dict:
+            old = str(_get(meta, _MEDIA_SOP_INSTANCE_UID, None))
+            _put(meta, _MEDIA_SOP_INSTANCE_UID, UID(self.uid(old)))
+
+
+_IMPLEMENTATION_VERSION = f"PYDICOM {pydicom.__version__}"[:16]

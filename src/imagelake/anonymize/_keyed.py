@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import hmac
 import re
+from functools import lru_cache
 
 from imagelake.errors import ConfigError, InvalidInputError
 
@@ -71,6 +72,12 @@ def date_shift(subject_key: str, secret: bytes, days: tuple[int, int] = (-365, -
 
 def shift_da(value: str, days: int) -> str:
     """Shift a DA value (``YYYYMMDD``; the old ``YYYY.MM.DD`` accepted) by ``days``."""
+    if type(value) is str:  # memoized: a study repeats its dates in every file
+        return _shift_da_memo(value, days)
+    return _shift_da(value, days)
+
+
+def _shift_da(value: str, days: int) -> str:
     text = value.strip().replace(".", "")
     try:
         day = dt.datetime.strptime(text, "%Y%m%d").date()
@@ -88,6 +95,12 @@ def shift_dt(value: str, days: int) -> str:
     A DT with only a year or a year and month keeps its precision (the shift is applied to the
     first day of the period).
     """
+    if type(value) is str:
+        return _shift_dt_memo(value, days)
+    return _shift_dt(value, days)
+
+
+def _shift_dt(value: str, days: int) -> str:
     match = _DT.match(value.strip())
     if match is None:
         raise InvalidInputError("a DT value does not start with a year")
@@ -102,3 +115,8 @@ def shift_dt(value: str, days: int) -> str:
     if day:
         head += f"{base.day:02d}"
     return head + rest
+
+
+# Errors (InvalidInputError) are not memoized: lru_cache re-runs the call and it raises again.
+_shift_da_memo = lru_cache(maxsize=8192)(_shift_da)
+_shift_dt_memo = lru_cache(maxsize=8192)(_shift_dt)
