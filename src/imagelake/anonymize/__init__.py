@@ -7,7 +7,9 @@ lists; a :class:`Deidentifier` built from it and a secret turns datasets into de
 copies with keyed pseudonyms, UIDs and date shifts (:func:`pseudonym`, :func:`uid_remap`,
 :func:`date_shift`), so the same subject and the same UID map to the same values in every run.
 Images whose pixels may show identifying text are flagged (:attr:`DeidResult.burned_in_risk`);
-:func:`mask_regions` blanks rectangles of their pixels.
+:func:`mask_regions` blanks rectangles of their pixels. Raw scanner files (ISMRMRD XML,
+Siemens TWIX header text, DICOM-CT-PD, USTB UFF) are de-identified by :func:`anonymize_raw`
+with the same keys, so they stay consistent with the DICOM; opaque vendor files are refused.
 
 Example
 -------
@@ -29,17 +31,30 @@ from imagelake.anonymize._table import (
     TableRow,
     confidentiality_table,
 )
+from imagelake.anonymize.raw import (
+    OpaqueRawError,
+    RawAnonymizer,
+    RawDeidError,
+    RawDeidResult,
+    anonymize_raw,
+    raw_anonymizers,
+)
 
 __all__ = [
     "ConfidentialityTable",
     "DeidResult",
     "Deidentifier",
+    "OpaqueRawError",
     "Option",
     "Policy",
     "Profile",
+    "RawAnonymizer",
+    "RawDeidError",
+    "RawDeidResult",
     "Region",
     "SafePrivate",
     "TableRow",
+    "anonymize_raw",
     "burned_in_risk",
     "confidentiality_table",
     "date_shift",
@@ -48,6 +63,7 @@ __all__ = [
     "method_codes",
     "profiles",
     "pseudonym",
+    "raw_anonymizers",
     "shift_da",
     "shift_dt",
     "uid_remap",
