@@ -434,6 +434,7 @@ class Lake(RawLinkMixin):
         *,
         policy: str | os.PathLike[str] | Mapping[str, Any] | None = None,
         vault: Any = None,
+        raw: bool = True,
         **conditions: Any,
     ) -> AnonymizeReport:
         """Write the matching series, de-identified, into the lake at ``destination``.
@@ -450,6 +451,7 @@ class Lake(RawLinkMixin):
             policy=policy,
             vault=vault,
             secret_file=self.settings.deid_secret_file,
+            raw=raw,
         )
         self.audit.record(
             "anonymize",
@@ -460,6 +462,8 @@ class Lake(RawLinkMixin):
                 "instances": report.instances,
                 "held_back": report.held_back,
                 "subjects": report.subjects,
+                "raw_files": report.raw_files,
+                "raw_refused": report.raw_refused,
                 "vault_records_new": report.vault_records_new,
             },
         )

@@ -16,7 +16,12 @@ source lake is only read.
   counted until a person has reviewed them.
 - **Re-identification vault.** With ``vault=``, each pseudonym's identifiers are sealed in
   it (:mod:`imagelake.vault`), so authorized people can link back.
-- **Raw files are not shared yet.** Raw-header anonymization is a later step.
+- **Raw files go along.** With ``raw=True`` (the default), the raw parents of the shared
+  series (accepted links) are de-identified with the same keys
+  (:func:`imagelake.anonymize.anonymize_raw`: ISMRMRD XML, TWIX header text, DICOM-CT-PD,
+  UFF), so their UIDs, pseudonyms and dates match the DICOM, and the share's own linking
+  pass finds the links again. Opaque vendor files cannot be de-identified: they are left
+  out and counted.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class AnonymizeReport:
     held_back: int = 0
     held_back_reasons: dict[str, int] = field(default_factory=dict)
     subjects: int = 0
+    raw_files: int = 0
+    raw_refused: int = 0
     vault_records_new: int = 0
     seconds: float = 0.0
 
@@ -58,8 +65,11 @@ class AnonymizeReport:
         if self.held_back:
             reasons = ", ".join(f"{k}: {v}" for k, v in sorted(self.held_back_reasons.items()))
             held = f"; {self.held_back} held back for review of burned-in text ({reasons})"
+        raw = f", {self.raw_files} raw files" if self.raw_files else ""
+        if self.raw_refused:
+            raw += f" ({self.raw_refused} opaque raw files left out: they cannot be de-identified)"
         return (
-            f"{self.series} series, {self.instances} instances de-identified for "
+            f"{self.series} series{raw}, {self.instances} instances de-identified for "
             f"{self.subjects} subjects ({self.instances_new} new in {self.destination}){held}; "
             f"{self.vault_records_new} new vault records ({self.seconds:.1f} s)"
         )
@@ -86,6 +96,44 @@ def _identity(ds: pydicom.Dataset) -> dict[str, str]:
     return out
 
 
+def _share_raw(
+    source: Any,
+    deid: Any,
+    series: Mapping[str, str],
+    originals: Path,
+    out: Path,
+    report: AnonymizeReport,
+) -> None:
+    """De-identify the raw parents of the shared series into ``out`` (one folder each)."""
+    from imagelake.anonymize import OpaqueRawError, anonymize_raw
+
+    links = source.links("accepted")
+    links = links[links.series_instance_uid.isin(list(series))]
+    for sha, group in links.groupby("raw_sha256"):
+        row = source._raw_row(str(sha))
+        if row.format == "opaque":
+            report.raw_refused += 1
+            continue
+        subject_key = series[str(group.series_instance_uid.iloc[0])]
+        restored = source.restore_raw(str(sha), originals)
+        files = [p for p in restored if not p.name.endswith(".imagelake.yaml")]
+        folder = out / str(sha)[:12]
+        folder.mkdir(parents=True)
+        target = folder if len(files) > 1 else folder / files[0].name
+        try:
+            anonymize_raw(
+                files if len(files) > 1 else files[0],
+                row.format,
+                deid,
+                target,
+                subject_key=subject_key,
+            )
+        except OpaqueRawError:
+            report.raw_refused += 1
+            continue
+        report.raw_files += 1
+
+
 def anonymize_lake(
     source: Any,
     destination: str | os.PathLike[str],
@@ -94,6 +142,7 @@ def anonymize_lake(
     policy: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     vault: Any = None,
     secret_file: str | None = None,
+    raw: bool = True,
 ) -> AnonymizeReport:
     """De-identify the series of ``source`` matching ``filters`` into the lake ``destination``.
 
@@ -116,14 +165,14 @@ def anonymize_lake(
         clean = Path(tmp) / "deidentified"
         clean.mkdir()
         selected = source.export(exported, dict(filters), layout="flat")
-        series: set[str] = set()
+        series: dict[str, str] = {}  # SeriesInstanceUID -> subject key
         for n, path in enumerate(sorted(selected.files)):
             ds = pydicom.dcmread(path)
-            series.add(str(ds.get("SeriesInstanceUID", "")))
             identity = _identity(ds)
             subject_key = "|".join(
                 (identity.get("IssuerOfPatientID", ""), identity.get("PatientID", ""))
             )
+            series[str(ds.get("SeriesInstanceUID", ""))] = subject_key
             result = deid.deidentify(ds, subject_key=subject_key, inplace=True)
             if result.burned_in_risk:
                 report.held_back += 1
@@ -135,8 +184,14 @@ def anonymize_lake(
             if result.pseudonym:
                 subjects.setdefault(result.pseudonym, identity)
         report.series = len(series)
+        inputs = [clean]
+        if raw:
+            raw_out = Path(tmp) / "raw"
+            raw_out.mkdir()
+            _share_raw(source, deid, series, Path(tmp) / "raw-originals", raw_out, report)
+            inputs.append(raw_out)
         dest = open_lake(dest_url, create=True)
-        ingested = dest.ingest([clean], link=False)
+        ingested = dest.ingest(inputs, link=raw)
         report.instances_new = ingested.instances_new
     report.subjects = len(subjects)
     if vault is not None:
