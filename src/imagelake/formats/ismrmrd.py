@@ -29,10 +29,9 @@ The file is always opened read-only (``ismrmrd.Dataset`` defaults to read/write)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -47,6 +46,7 @@ from imagelake.formats._base import (
     RawMeta,
     read_head,
 )
+from imagelake.formats._hdf5 import open_hdf5
 
 __all__ = ["ACQ_IS_NOISE_MEASUREMENT", "IsmrmrdFormat"]
 
@@ -79,22 +79,8 @@ def _find_group(h5: Any) -> str | None:
     return None
 
 
-@contextmanager
-def _open_h5(path: str | os.PathLike[str]) -> Iterator[Any]:
-    h5py = _h5py()
-    p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{p}: no such file")
-    try:
-        h5 = h5py.File(p, "r")
-    except OSError as exc:
-        raise RawFormatError(
-            f"{p}: not a readable HDF5 file (truncated or corrupt?): {exc}"
-        ) from exc
-    try:
-        yield h5
-    finally:
-        h5.close()
+def _open_h5(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Any]:
+    return open_hdf5(path, feature=_FEATURE)
 
 
 def _text(value: Any) -> str | None:

@@ -35,10 +35,9 @@ root or channel-data attributes of those names when present, else ``None``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -52,6 +51,7 @@ from imagelake.formats._base import (
     RawMeta,
     read_head,
 )
+from imagelake.formats._hdf5 import open_hdf5
 
 __all__ = ["UffFormat"]
 
@@ -66,21 +66,8 @@ def _h5py() -> Any:
     return import_optional("h5py", extra="raw", feature=_FEATURE)
 
 
-@contextmanager
-def _open_h5(path: str) -> Iterator[Any]:
-    h5py = _h5py()
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path}: no such file")
-    try:
-        h5 = h5py.File(path, "r")
-    except OSError as exc:
-        raise RawFormatError(
-            f"{path}: not a readable HDF5 file (truncated or corrupt?): {exc}"
-        ) from exc
-    try:
-        yield h5
-    finally:
-        h5.close()
+def _open_h5(path: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Any]:
+    return open_hdf5(path, feature=_FEATURE)
 
 
 def _class(obj: Any) -> str:
