@@ -1,6 +1,9 @@
 import csv, json, io
 from pydicom.datadict import keyword_for_tag
-src = "/tmp/E/downloads/ds/dicom_standard-0.1.0.data/data/standard/confidentiality_profile_attributes.json"
+import os, sys
+# the unpacked wheel's standard/ folder: first argument or $DICOM_STANDARD_DIR (see README.md)
+std = sys.argv[1] if len(sys.argv) > 1 else os.environ["DICOM_STANDARD_DIR"]
+src = os.path.join(std, "confidentiality_profile_attributes.json")
 rows = json.load(open(src))
 cols = [("rtnSafePrivOpt","retain_safe_private"),("rtnUIDsOpt","retain_uids"),("rtnDevIdOpt","retain_device_identity"),
 ("rtnInstIdOpt","retain_institution_identity"),("rtnPatCharsOpt","retain_patient_characteristics"),

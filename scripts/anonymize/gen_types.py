@@ -1,6 +1,8 @@
 import json, csv
-base = "/tmp/E/downloads/ds/dicom_standard-0.1.0.data/data/standard/"
-rows = [r for r in csv.DictReader(l for l in open("/work/main/src/imagelake/anonymize/data/table_e1_1.csv") if not l.startswith("#"))]
+import os, sys
+# the unpacked wheel's standard/ folder: first argument or $DICOM_STANDARD_DIR (see README.md)
+base = os.path.join(sys.argv[1] if len(sys.argv) > 1 else os.environ["DICOM_STANDARD_DIR"], "")
+rows = [r for r in csv.DictReader(l for l in open("src/imagelake/anonymize/data/table_e1_1.csv") if not l.startswith("#"))]
 compound = {r["tag"] for r in rows if "/" in r["basic_profile"] or r["basic_profile"] == "X"}
 sops = json.load(open(base + "sops.json"))
 ciods = json.load(open(base + "ciods.json"))
@@ -36,6 +38,6 @@ out = {
  "sop_classes": dict(sorted(sop_map.items())),
  "types": {k: dict(sorted(v.items())) for k, v in sorted(types.items())},
 }
-json.dump(out, open("/work/main/src/imagelake/anonymize/data/iod_attribute_types.json", "w"), separators=(",", ":"))
+json.dump(out, open("src/imagelake/anonymize/data/iod_attribute_types.json", "w"), separators=(",", ":"))
 print(len(sop_map), len(types), sum(len(v) for v in types.values()), "missing ciods:", missing)
 

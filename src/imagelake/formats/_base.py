@@ -218,7 +218,9 @@ class RawFormat(ABC):
     def open_group(self, paths: Sequence[str | os.PathLike[str]]) -> RawContent:
         """Open the files of one multi-file object (same :meth:`group_key`), in order."""
         if len(paths) != 1:
-            raise NotImplementedError(f"format {self.name!r} has no multi-file objects")
+            raise RawFormatError(
+                f"format {self.name!r} reads one file at a time, not a group of {len(paths)}"
+            )
         return self.open(paths[0])
 
     def __repr__(self) -> str:
