@@ -498,3 +498,45 @@ def test_twix_modified_dates_shift_like_the_dicom(
     assert acquired_out[:10].replace("-", "") == dicom.StudyDate != ds.StudyDate
     assert acquired_out[10:] == acquired_in[10:]  # time of day kept, as in the DICOM
     assert acquired_in[:10].replace("-", "").encode() not in out.read_bytes()
+
+
+def test_ismrmrd_per_image_meta_strings_cleaned(ismrmrd_file: Path, tmp_path: Path) -> None:
+    """Images stored in an ISMRMRD file carry meta XML per image; free text must not survive."""
+    import shutil
+
+    import h5py
+    import ismrmrd
+
+    src = tmp_path / "with_images.h5"
+    shutil.copy(ismrmrd_file, src)
+    identifying = {
+        "PatientName": _ISMRMRD_PHI["name"],
+        "PatientID": "77123456",  # numeric, still identifying by its name
+        "ImageComments": f"follow-up of {_ISMRMRD_PHI['name']}",
+        "AcquisitionDate": "20240305",
+    }
+    kept = {"WindowCenter": ["40"], "slice": ["1", "2"], "GADGETRON_DataRole": ["Image"]}
+    dset = ismrmrd.Dataset(str(src), "dataset", create_if_needed=False)
+    for k in range(2):
+        img = ismrmrd.Image.from_array(np.full((4, 4), k, np.float32))
+        img.attribute_string = ismrmrd.Meta({**identifying, **kept}).serialize()
+        dset.append_image("image_0", img)
+    dset.close()
+    values = [*identifying.values(), _ISMRMRD_PHI["id"]]
+    assert len(leaks(src.read_bytes(), values)) == len(values)
+
+    out = tmp_path / "anon.h5"
+    result = anonymize_raw(src, "ismrmrd", _deid(), out)
+    assert leaks(out.read_bytes(), values) == []
+    assert result.actions["image meta X"] == 2 * len(identifying)
+    with h5py.File(out) as f, h5py.File(src) as g:
+        assert f["dataset/image_0/attributes"].shape == (2,)
+        for text in f["dataset/image_0/attributes"][()]:
+            meta = ismrmrd.Meta.deserialize(text)
+            assert set(meta) == set(kept)
+            assert meta["slice"] == ["1", "2"] and meta["WindowCenter"] == "40"
+        # pixels and image headers untouched
+        assert np.array_equal(f["dataset/image_0/data"][()], g["dataset/image_0/data"][()])
+        assert (
+            f["dataset/image_0/header"][()].tobytes() == g["dataset/image_0/header"][()].tobytes()
+        )

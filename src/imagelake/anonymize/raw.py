@@ -306,16 +306,80 @@ def _anonymize_ismrmrd(
             new_xml = xsd.ToXML(header)
         out_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = out_path.with_name(out_path.name + ".partial")
+        # per-image meta strings (``<image series>/attributes``): free text goes, numbers stay
+        image_meta = {
+            f"/{group}/{name}/attributes"
+            for name, member in src[group].items()
+            if isinstance(member, h5py.Group) and {"header", "data", "attributes"} <= set(member)
+        }
         with h5py.File(tmp, "w") as dst:
             xml_path = f"/{group}/xml"
-            _copy_h5(src, dst, lambda p, _o: p == xml_path, h5py)
+            _copy_h5(src, dst, lambda p, _o: p == xml_path or p in image_meta, h5py)
             old = src[group]["xml"]
             ds = dst[group].create_dataset(
                 "xml", shape=old.shape, dtype=h5py.string_dtype(encoding="utf-8")
             )
             ds[0] = new_xml
+            for path in sorted(image_meta):
+                before = src[path]
+                after = dst.create_dataset(
+                    path, shape=before.shape, dtype=h5py.string_dtype(encoding="utf-8")
+                )
+                for i, text in enumerate(before[()].reshape(-1)):
+                    cleaned, dropped = _clean_image_meta(text)
+                    after[np.unravel_index(i, before.shape)] = cleaned
+                    if dropped:
+                        counts["image meta X"] += dropped
+                        notes.append("free-text per-image meta removed")
     os.replace(tmp, out_path)
     return RawDeidResult((out_path,), name, dict(counts), tuple(dict.fromkeys(notes)))
+
+
+# image meta names whose string values come from a closed vocabulary (never free text)
+_IMAGE_META_SAFE = frozenset(
+    {"GADGETRON_DataRole", "DataRole", "GADGETRON_ImageProcessingHistory", "ImageProcessingHistory"}
+)
+
+
+# names that identify whatever their value looks like (a numeric patient id, a YYYYMMDD date)
+_IMAGE_META_DENY = re.compile(
+    r"(?i)patient|name|birth|date|time|uid|id$|serial|station|institution|physician|operator"
+    r"|accession|comment|description|address"
+)
+
+
+def _clean_image_meta(text: Any) -> tuple[str, int]:
+    """An ISMRMRD image meta XML string with only numeric and closed-vocabulary entries kept;
+    returns it and how many entries were removed. An unparsable string is removed whole."""
+    import xml.etree.ElementTree as ET
+
+    raw = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+    if not raw.strip():
+        return raw, 0
+    try:
+        root = ET.fromstring(raw)
+    except ET.ParseError:
+        return "", 1
+    dropped = 0
+    for meta in list(root):
+        name = (meta.findtext("name") or "").strip()
+        values = [(v.text or "").strip() for v in meta.findall("value")]
+        safe = name in _IMAGE_META_SAFE or (
+            not _IMAGE_META_DENY.search(name) and all(map(_is_number, values))
+        )
+        if meta.tag == "meta" and safe:
+            continue
+        root.remove(meta)
+        dropped += 1
+    return ET.tostring(root, encoding="unicode"), dropped
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------
