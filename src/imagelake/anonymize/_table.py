@@ -91,6 +91,8 @@ class TableRow:
         The Basic Profile action.
     options
         The action each option gives, for the options that change it.
+    supplement
+        Whether the row comes from the later-edition supplement, not the packaged table.
     """
 
     tag: str
@@ -99,6 +101,7 @@ class TableRow:
     in_std_iod: str
     basic: str
     options: Mapping[Option, str] = field(default_factory=dict)
+    supplement: bool = False
 
     def action(self, options: Iterable[Option]) -> str:
         """The action with ``options`` applied (the last applicable option in table order wins)."""
@@ -155,7 +158,7 @@ class ConfidentialityTable:
         return {row.keyword: row for row in self.rows if row.keyword}
 
 
-def _parse(lines: Iterable[str]) -> Iterator[TableRow]:
+def _parse(lines: Iterable[str], *, supplement: bool = False) -> Iterator[TableRow]:
     reader = csv.DictReader(line for line in lines if not line.startswith("#"))
     for record in reader:
         basic = record["basic_profile"]
@@ -169,11 +172,19 @@ def _parse(lines: Iterable[str]) -> Iterator[TableRow]:
             in_std_iod=record["in_std_iod"],
             basic=basic,
             options=options,
+            supplement=supplement,
         )
 
 
 @cache
 def confidentiality_table() -> ConfidentialityTable:
     """The packaged Table E.1-1 (parsed once)."""
-    text = resources.files("imagelake.anonymize").joinpath("data/table_e1_1.csv").read_text("utf-8")
-    return ConfidentialityTable(_parse(text.splitlines()))
+    data = resources.files("imagelake.anonymize").joinpath("data")
+    rows = list(_parse(data.joinpath("table_e1_1.csv").read_text("utf-8").splitlines()))
+    # rows of a later edition the packaged one lacks (see the supplement's header)
+    known = {row.tag for row in rows}
+    extra = data.joinpath("table_e1_1_supplement.csv")
+    if extra.is_file():
+        supplement = _parse(extra.read_text("utf-8").splitlines(), supplement=True)
+        rows.extend(row for row in supplement if row.tag not in known)
+    return ConfidentialityTable(rows)
