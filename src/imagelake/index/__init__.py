@@ -23,6 +23,9 @@ A field is a column of ``series.parquet`` or its DICOM keyword (these win), or a
 * ``"lo:hi"`` numeric range, ``"YYYYMMDD-YYYYMMDD"`` DICOM date range;
 * callable — takes the column as a :class:`pandas.Series`, returns a boolean mask.
 
+``measure.<name>`` filters on derived measures (``measures.parquet``) with the same value
+forms, e.g. ``{"measure.hu_mean": "0:"}`` (see :mod:`imagelake.index._measures`).
+
 :class:`IndexReader` is what :func:`query` uses underneath (one per lake): it keeps the
 series table, the instances file's footer and the columns filtered on, until a new
 snapshot replaces the files.
@@ -30,6 +33,7 @@ snapshot replaces the files.
 
 from imagelake.index._filters import parse_filters
 from imagelake.index._layout import INDEX_SCHEMA_VERSION
+from imagelake.index._measures import measures_frame, write_measures_index
 from imagelake.index._query import IndexReader, Level, query
 from imagelake.index._raw import links_frame, query_raw, query_series_with_raw, raw_frame
 from imagelake.index._snapshot import write_snapshot
@@ -39,10 +43,12 @@ __all__ = [
     "IndexReader",
     "Level",
     "links_frame",
+    "measures_frame",
     "parse_filters",
     "query",
     "query_raw",
     "query_series_with_raw",
     "raw_frame",
+    "write_measures_index",
     "write_snapshot",
 ]

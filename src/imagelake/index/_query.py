@@ -38,6 +38,7 @@ from imagelake.index._layout import (
     is_private_tag,
     normalize_tag_key,
 )
+from imagelake.index._measures import is_measure_field, measure_series_mask
 
 __all__ = ["IndexReader", "Level", "query"]
 
@@ -151,12 +152,20 @@ class IndexReader:
         with fh:
             names = (series.table.column_names, instances.schema.names)
             conditions = []
+            on_measures: dict[str, Any] = {}
             for name, value in (filters or {}).items():
+                if is_measure_field(name):  # measure.<name>: see imagelake.index._measures
+                    on_measures[name] = value
+                    continue
                 where, column = _resolve(name, None, *names)
                 conditions.append(Condition(name, column, where, value))
             on_series = [c for c in conditions if c.level == "series"]
             on_instances = [c for c in conditions if c.level == "instances"]
-            keep = combine([c.mask(series.table.column(c.column)) for c in on_series])
+            masks = [c.mask(series.table.column(c.column)) for c in on_series]
+            if on_measures:
+                ids_all = series.table.column("series_id")
+                masks.append(measure_series_mask(self.lakefs, on_measures, ids_all))
+            keep = combine(masks)
             ids = series.table.column("series_id")
             chosen = ids if keep is None else ids.filter(keep)
             if level == "series":
