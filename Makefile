@@ -22,7 +22,8 @@ BENCHMARKS := $(sort $(wildcard benchmarks/*.py))
 PIP := $(VPY) -m pip --disable-pip-version-check
 PIP_INSTALL := $(PIP) install --progress-bar off
 
-.PHONY: help system venv demo test lint pytest bench lab clean pg-start pg-stop pg-url
+.PHONY: help system venv demo test lint pytest bench lab clean pg-start pg-stop pg-url \
+	libvirtd-start libvirtd-stop
 
 help:
 	@echo "imagelake make targets:"
@@ -36,6 +37,7 @@ help:
 	@echo "  make venv    $(VENV) with imagelake[dev] (re-made when pyproject.toml changes)"
 	@echo "  make clean   remove lake/, demo-data/ and caches (keeps $(VENV))"
 	@echo "  make pg-start | pg-url | pg-stop   the throwaway PostgreSQL test server"
+	@echo "  make libvirtd-start | libvirtd-stop   the system libvirtd for emulator VMs (root, no systemd)"
 
 system:
 	@bash scripts/setup-system.sh
@@ -49,8 +51,16 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The demo's emulator step needs the system libvirtd: started here when it is not running (as
+# root), and stopped afterwards only if this recipe started it.
 demo: system venv
-	$(VENV)/bin/imagelake demo --lake $(LAKE)
+	@virt_started=0; \
+	if virt=$$(bash scripts/libvirtd.sh start 2>/dev/null); then \
+	  if [ "$$virt" = started ]; then virt_started=1; fi; \
+	fi; \
+	rc=0; $(VENV)/bin/imagelake demo --lake $(LAKE) || rc=$$?; \
+	if [ "$$virt_started" = 1 ]; then bash scripts/libvirtd.sh stop >/dev/null || true; fi; \
+	exit $$rc
 
 # Lint and pytest both run even when the first fails, so one run shows every problem;
 # `make -k` still exits non-zero if either failed.
@@ -64,8 +74,9 @@ lint: venv
 	echo "== lint-imports"; $(VENV)/bin/lint-imports || rc=1; \
 	exit $$rc
 
-# Starts a throwaway PostgreSQL server unless IMAGELAKE_TEST_PG_URL is already set, and stops it
-# afterwards whatever pytest's outcome; the recipe exits with pytest's own code. Each run gets its
+# Starts a throwaway PostgreSQL server unless IMAGELAKE_TEST_PG_URL is already set, and the system
+# libvirtd (qemu:///system, for the emulator VM tests) unless one already answers, and stops what it
+# started afterwards whatever pytest's outcome; the recipe exits with pytest's own code. Each run gets its
 # own server (state folder named after the shell's pid), so runs in one checkout don't collide.
 pytest: venv
 	@started=0; \
@@ -77,10 +88,17 @@ pytest: venv
 	    echo "make: no PostgreSQL test server; postgres tests skip (and fail under CI=true)" >&2; \
 	  fi; \
 	fi; \
+	virt_started=0; \
+	if virt=$$(bash scripts/libvirtd.sh start); then \
+	  if [ "$$virt" = started ]; then virt_started=1; fi; \
+	else \
+	  echo "make: no libvirtd; emulator VM tests skip (and fail under CI=true)" >&2; \
+	fi; \
 	stop_pg() { if [ "$$started" = 1 ]; then bash scripts/pg-test-server.sh stop || true; started=0; fi; }; \
-	trap 'stop_pg; exit 130' INT TERM; \
+	stop_virt() { if [ "$$virt_started" = 1 ]; then bash scripts/libvirtd.sh stop || true; virt_started=0; fi; }; \
+	trap 'stop_pg; stop_virt; exit 130' INT TERM; \
 	rc=0; $(VPY) -m pytest -q $(PYTEST_ARGS) || rc=$$?; \
-	stop_pg; \
+	stop_pg; stop_virt; \
 	exit $$rc
 
 bench: system venv
@@ -114,3 +132,9 @@ pg-url:
 
 pg-stop:
 	@bash scripts/pg-test-server.sh stop
+
+libvirtd-start:
+	@bash scripts/libvirtd.sh start >/dev/null
+
+libvirtd-stop:
+	@bash scripts/libvirtd.sh stop

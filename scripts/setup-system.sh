@@ -25,10 +25,17 @@ PKGS_COMPRESSION="pigz"
 PKGS_DATABASE="postgresql"                     # scripts/pg-test-server.sh runs a throwaway cluster
 PKGS_BENCH="hyperfine"                         # whole-command timing in benchmarks/
 PKGS_RAW="ismrmrd-tools"                       # real ISMRMRD files and the reference C++ recon
-PKGS_PRIVACY="orthanc"                         # an independent Basic Profile anonymizer (tests)
+PKGS_PRIVACY="orthanc pixelmed-apps"           # two independent Basic Profile anonymizers (tests)
+# Emulator VMs (scripts/libvirtd.sh, imagelake.emulators): QEMU + libvirt; libvirt-dev and pkg-config
+# so pip can build libvirt-python (the `emulators` extra, in `test`) when the venv is made, which
+# is why `make` runs this script before it makes the venv (gcc compiles it; with Debian's own
+# python, python3-dev below brings the headers); the Debian kernel, busybox-static,
+# mtools and e2fsprogs build the test guests and job disks (mke2fs -d, debugfs, mcopy).
+PKGS_EMULATORS="qemu-system-x86 qemu-utils libvirt-daemon-system libvirt-clients libvirt-dev pkg-config gcc linux-image-amd64 busybox-static mtools e2fsprogs kmod cpio libc6-dev"
+PKGS_BROWSER="chromium chromium-driver fonts-dejavu-core"  # JupyterLab tests in a real browser
 PKGS_PYTHON=""                                 # filled in below when the python in use is Debian's
 
-FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH RAW PRIVACY PYTHON"
+FEATURES="BUILD DICOM_PEERS COMPRESSION DATABASE BENCH RAW PRIVACY EMULATORS BROWSER PYTHON"
 
 mode=install
 case "${1:-}" in
@@ -45,9 +52,9 @@ say() { printf 'setup-system: %s\n' "$*" >&2; }
 # python.org, conda) brings venv and ensurepip itself, and python3-venv would not help it.
 python_bin="${PYTHON:-python3}"
 if ! command -v "$python_bin" >/dev/null 2>&1; then
-  PKGS_PYTHON="python3 python3-venv"
+  PKGS_PYTHON="python3 python3-venv python3-dev"
 elif [ "$("$python_bin" -c 'import sys; print(sys.base_prefix)' 2>/dev/null)" = "/usr" ]; then
-  PKGS_PYTHON="python3-venv"
+  PKGS_PYTHON="python3-venv python3-dev"  # -dev: headers for libvirt-python, which pip compiles
 fi
 
 wanted=()

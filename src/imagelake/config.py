@@ -69,6 +69,17 @@ class Settings:
     link_accept, link_review
         Link confidence at or above which a proposed raw-to-series link is accepted
         automatically, and at or above which it waits in the review queue.
+    emulator_manifests
+        Folder of emulator manifests (``<id>@<version>.yaml``); ``None`` means the ones
+        shipped with imagelake (the repository's ``emulators/`` in a checkout).
+    emulator_images
+        Image store of emulator VM images (local folder or fsspec URL); ``None`` means
+        ``~/.cache/imagelake/emulator-images``.
+    emulator_uri
+        libvirt connection URI of the emulator manager.
+    emulator_work_dir
+        Local folder for job overlays, the acceleration probe's result and interactive VMs;
+        ``None`` means ``~/.cache/imagelake/emulator-work``.
     """
 
     lake: str = "./lake"
@@ -88,6 +99,10 @@ class Settings:
     deid_secret_file: str | None = None
     link_accept: float = 0.95
     link_review: float = 0.5
+    emulator_manifests: str | None = None
+    emulator_images: str | None = None
+    emulator_uri: str = "qemu:///system"
+    emulator_work_dir: str | None = None
 
     def replace(self, **changes: Any) -> Settings:
         unknown = set(changes) - {f.name for f in fields(self)}

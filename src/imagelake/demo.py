@@ -6,9 +6,12 @@
    Siemens TWIX, DICOM-CT-PD projections, an opaque vendor file), links proposed;
 3. reconstruct the raw files a reference method exists for (ISMRMRD k-space, CT
    projections), ingest the DICOM series that gives and link it to its raw parent;
-4. show the series, raw files, links, review queue and alerts;
-5. run one Dask computation over the lake's Intake catalog on a LocalCluster (or the
-   scheduler named by ``IMAGELAKE_SCHEDULER``), with a progress bar.
+4. reprocess the legacy raw file no reader decodes (refscan revision 1) in the reference
+   emulator's VM (libvirt + QEMU), ingest its DICOM and link it (method ``emulator``);
+5. show the series, raw files, links, review queue and alerts;
+6. mine per-stack statistics with Dask (:meth:`Lake.mine`, built-in ``series-stats``) on a
+   LocalCluster (or the scheduler named by ``IMAGELAKE_SCHEDULER``), with a progress bar;
+   the measures are stored with provenance, and a re-run skips unchanged stacks.
 """
 
 from __future__ import annotations
@@ -66,55 +69,44 @@ def build_demo_inputs(data_dir: Path, *, size: str = "full", seed: int = 0) -> D
 
 
 def catalog_statistics(
-    lake: Lake, *, scheduler: str | None = None, echo: Echo = print
+    lake: Lake,
+    *,
+    scheduler: str | None = None,
+    echo: Echo = print,
+    progress: Any = None,
 ) -> pd.DataFrame:
-    """Per-stack statistics of every CT and MR stack, read through the Intake catalog.
+    """Per-stack statistics of every CT and MR stack, mined on Dask and stored as measures.
 
-    The graph reads chunks lazily on the Dask workers; nothing is loaded whole.
+    :meth:`Lake.mine` with the built-in ``series-stats`` analysis: each stack is one task
+    that reads its chunks lazily on a worker (a LocalCluster, or the scheduler named by
+    ``scheduler`` / ``IMAGELAKE_SCHEDULER``); the measures go into the registry and
+    ``index/measures.parquet`` with provenance, so a second run skips unchanged stacks.
     """
-    import intake
-    from distributed import Client, LocalCluster, progress
-
-    cat = intake.from_yaml_file(lake.fs.url("catalog.yaml"))
-    cluster = None
-    if scheduler:
-        client = Client(scheduler)
-    else:
-        cluster = LocalCluster(
-            n_workers=min(2, os.cpu_count() or 1),
-            threads_per_worker=1,
-            dashboard_address=None,
-            processes=True,
+    echo(
+        "mining per-stack statistics of the CT and MR series on "
+        f"{scheduler or 'a LocalCluster'} (lake.mine('series-stats'))"
+    )
+    report = lake.mine(
+        "series-stats", {"Modality": ["CT", "MR"]}, scheduler=scheduler, progress=progress
+    )
+    echo(str(report))
+    frame = report.frame
+    columns = [
+        c
+        for c in (
+            "series_instance_uid",
+            "stack_number",
+            "modality",
+            "status",
+            "mean",
+            "std",
+            "min",
+            "max",
+            "n_voxels",
         )
-        client = Client(cluster)
-    try:
-        rows: list[dict[str, Any]] = []
-        lazy = []
-        for key in cat.entries:
-            entry = cat.entries[key]
-            meta = getattr(entry, "metadata", {}) or {}
-            if meta.get("modality") not in ("CT", "MR") or "series_instance_uid" not in meta:
-                continue  # image stacks only (raw entries carry k-space, sinograms...)
-            image = cat[key].read().image
-            lazy.append((image.mean().data, image.std().data, image.min().data, image.max().data))
-            rows.append(
-                {"entry": key, "modality": meta.get("modality"), "shape": tuple(image.shape)}
-            )
-        echo(
-            f"computing statistics of {len(rows)} stacks on {client.dashboard_link or scheduler or 'a LocalCluster'}"
-        )
-        futures = client.compute([x for group in lazy for x in group])
-        progress(futures)
-        values = client.gather(futures)
-        for k, row in enumerate(rows):
-            row["mean"], row["std"], row["min"], row["max"] = (
-                float(v) for v in values[4 * k : 4 * k + 4]
-            )
-        return pd.DataFrame(rows)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        if c in frame.columns
+    ]
+    return frame[columns]
 
 
 def reconstruct_demo_raw(lake: Lake, *, echo: Echo = print) -> list[Any]:
@@ -133,6 +125,51 @@ def reconstruct_demo_raw(lake: Lake, *, echo: Echo = print) -> list[Any]:
             continue
         echo(f"  {report}")
         done.append(report)
+    return done
+
+
+def reprocess_demo_raw(lake: Lake, *, echo: Echo = print) -> list[Any]:
+    """Reconstruct each legacy raw file in its emulator VM (idempotent).
+
+    Builds the reference emulator's image on first use (root: Debian keeps the kernel
+    readable by root only) and needs libvirtd (``scripts/libvirtd.sh start``, run by
+    ``make demo`` as root); without them the step says why and the demo goes on.
+    """
+    done: list[Any] = []
+    plan = lake.viability(alert=False)
+    todo = plan[plan["path"] == "emulator"]
+    if todo.empty:
+        echo("  no raw file needs an emulator")
+        return done
+    links = lake.links()
+    emulated = set(links.loc[links["method"] == "emulator", "raw_sha256"]) if len(links) else set()
+    try:
+        from imagelake.emulators import EmulatorManager, ImageStore, build_image
+
+        registry = lake.emulator_registry()
+        images = ImageStore(lake.settings.emulator_images)
+        for ref in sorted(set(todo["via"])):
+            build_image(registry.get(ref), images)
+        manager = EmulatorManager(
+            lake.settings.emulator_uri, images=images, work_dir=lake.settings.emulator_work_dir
+        )
+    except (ImagelakeError, OSError) as exc:
+        echo(f"  skipped: {exc}")
+        return done
+    with manager:
+        kind, why = manager.probe_accel()
+        echo(f"  VMs run as domain type {kind!r} ({why})")
+        for row in todo.itertuples():
+            if row.sha256 in emulated:
+                echo(f"  {row.sha256[:12]} already reprocessed by an emulator")
+                continue
+            try:
+                report = lake.reprocess(str(row.sha256), manager=manager)
+            except ImagelakeError as exc:
+                echo(f"  {row.sha256[:12]}: {exc}")
+                continue
+            echo(f"  {report}")
+            done.append(report)
     return done
 
 
@@ -163,6 +200,12 @@ def show_lake(lake: Lake, *, echo: Echo = print) -> None:
             table["sha256"] = table["sha256"].str[:12]
             table["descendants"] = raw["series_instance_uid"].map(len)
             echo(table.to_string(index=False))
+        plan = lake.viability(alert=False)
+        echo("\npath to pixels of each raw file (imagelake viability):")
+        if not plan.empty:
+            plan = plan.assign(sha256=plan["sha256"].str[:12])
+            echo(plan[["sha256", "format", "software_version", "path", "via", "detail"]]
+                 .to_string(index=False))  # fmt: skip
         links = lake.links()
         echo(f"\nlinks ({len(links)}):")
         if not links.empty:
@@ -214,19 +257,23 @@ def run_demo(
 ) -> tuple[Lake, IngestReport]:
     """Build the demo lake and show what is in it (the ``make demo`` job)."""
     data = Path(data_dir)
-    echo(f"1/5 demo inputs in {data} (synthetic series are labelled SYNTHETIC)")
+    echo(f"1/6 demo inputs in {data} (synthetic series are labelled SYNTHETIC)")
     build_demo_inputs(data, size=size)
     lake = open_lake(lake_root, create=True)
-    echo(f"2/5 ingesting DICOM and raw files into {lake.url} (links proposed automatically)")
+    echo(f"2/6 ingesting DICOM and raw files into {lake.url} (links proposed automatically)")
     report = lake.ingest([data], progress=progress)
     echo(str(report))
-    echo("3/5 reference reconstructions: raw -> DICOM -> ingested, linked with provenance")
+    echo("3/6 reference reconstructions: raw -> DICOM -> ingested, linked with provenance")
     reconstruct_demo_raw(lake, echo=echo)
-    echo("4/5 what is in the lake")
+    echo("4/6 legacy raw files no reader decodes: reprocessed in their emulator VM (libvirt)")
+    reprocess_demo_raw(lake, echo=echo)
+    echo("5/6 what is in the lake")
     show_lake(lake, echo=echo)
     if compute:
-        echo("\n5/5 a Dask computation over the catalog")
-        stats = catalog_statistics(lake, scheduler=get_settings().scheduler, echo=echo)
+        echo("\n6/6 Dask mining: per-stack statistics, stored as measures")
+        stats = catalog_statistics(
+            lake, scheduler=get_settings().scheduler, echo=echo, progress=progress
+        )
         with pd.option_context("display.width", 160):
             echo(stats.to_string(index=False))
     return lake, report

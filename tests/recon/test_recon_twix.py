@@ -28,3 +28,9 @@ def test_echo_planar_data_is_refused_with_a_reason() -> None:
     content = get_format("siemens-twix").open(twix_samples()["epi.dat"])
     with pytest.raises(ReconError, match="echo-planar"):
         get_reconstructor("mr-cartesian").run(content)
+    # the same rule, judged from the arrays a raw store lists (Lake.viability), without reading
+    recon = get_reconstructor("mr-cartesian")
+    why = recon.refusal(list(content.arrays))
+    assert why is not None and "echo-planar" in why
+    gre = get_format("siemens-twix").open(twix_samples()["gre.dat"])
+    assert recon.refusal(list(gre.arrays)) is None

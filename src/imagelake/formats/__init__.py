@@ -54,6 +54,7 @@ formats: Registry[type[RawFormat]] = Registry(
         "siemens-twix": "imagelake.formats.twix:TwixFormat",
         "dicom-ct-pd": "imagelake.formats.ctpd:CtpdFormat",
         "ustb-uff": "imagelake.formats.uff:UffFormat",
+        "refscan": "imagelake.formats.refscan:RefscanFormat",
         "opaque": "imagelake.formats.opaque:OpaqueFormat",
     },
 )

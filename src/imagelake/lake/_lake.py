@@ -45,7 +45,9 @@ from imagelake.index import query as index_query
 from imagelake.index import write_snapshot
 from imagelake.ingest import IngestReport, Progress, ingest_paths
 from imagelake.knowledge import sync as sync_knowledge
+from imagelake.lake._mine import MiningMixin
 from imagelake.lake._raw import RawLinkMixin
+from imagelake.lake._reprocess import ReprocessMixin
 from imagelake.lake._share import AnonymizeReport, anonymize_lake
 from imagelake.store import FixityProblem, StoreSettings, open_stack, verify_store
 
@@ -63,7 +65,7 @@ _TABLES = [
 ]
 
 
-class Lake(RawLinkMixin):
+class Lake(RawLinkMixin, MiningMixin, ReprocessMixin):
     """A lake at ``root`` (a local folder or an fsspec URL).
 
     Parameters

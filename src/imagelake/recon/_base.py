@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -139,6 +139,14 @@ class Reconstructor(ABC):
             provenance=provenance,
             units=result.units,
         )
+
+    def refusal(self, arrays: Collection[str]) -> str | None:
+        """Why this method would refuse raw content with these arrays, or ``None``.
+
+        A cheap check on what a raw store holds, without reading it (``Lake.viability``);
+        :meth:`reconstruct` applies the same rule. The default refuses nothing.
+        """
+        return None
 
     @abstractmethod
     def reconstruct(

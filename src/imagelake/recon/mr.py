@@ -8,7 +8,7 @@ samples and FFTW does not, so the image is multiplied by it: the values equal th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -64,15 +64,21 @@ class MrCartesian(Reconstructor):
     description = "Cartesian inverse FFT, readout crop, root-sum-of-squares coil combination"
     default_params: ClassVar[Mapping[str, Any]] = {"repetition": 0, "select": {}}
 
+    def refusal(self, arrays: Collection[str]) -> str | None:
+        if "phasecorr" in arrays:
+            return (
+                "mr-cartesian: echo-planar data (phase-correction scans present) needs "
+                "odd/even line correction, which this reference method does not do"
+            )
+        return None
+
     def reconstruct(
         self, content: RawContent, params: Mapping[str, Any]
     ) -> tuple[ReconResult, list[RawArray]]:
         arr = self._array(content, "kspace")
-        if "phasecorr" in content.arrays:
-            raise ReconError(
-                "mr-cartesian: echo-planar data (phase-correction scans present) needs "
-                "odd/even line correction, which this reference method does not do"
-            )
+        refused = self.refusal(content.arrays)
+        if refused:
+            raise ReconError(refused)
         dims = tuple(arr.dims)
         if dims[-3:] != ("coil", "ky", "kx"):
             raise ReconError(f"mr-cartesian: kspace dims {dims} do not end in (coil, ky, kx)")

@@ -23,6 +23,12 @@ import pydicom
 
 from imagelake.synthetic._headers import Patient, Scanner
 from imagelake.synthetic.demo import DemoManifest
+from imagelake.synthetic.refscan import (
+    RefscanGeometry,
+    parallel_beam_sinogram,
+    refscan_meta,
+    write_refscan,
+)
 from imagelake.synthetic.samples import ismrmrd_phantom, twix_samples
 from imagelake.synthetic.sinogram import FanBeamGeometry, fan_beam_sinogram, write_ctpd
 
@@ -161,4 +167,16 @@ def build_demo_raw(root: Path, manifest: DemoManifest) -> dict[str, list[Path]]:
     blob.write_bytes(header + bytes(range(256)) * 64)
     (vendor / "P12288.7.imagelake.yaml").write_text(_SIDECAR)
     out["opaque"] = [blob]
+
+    # a legacy file of a scanner whose software was upgraded: only emulator 1.0 reads it
+    geometry_rs = RefscanGeometry(n_views=180, n_detectors=256)
+    out["refscan"] = [
+        write_refscan(
+            root / "legacy" / "refscan_2019_head.rfs",
+            parallel_beam_sinogram(geometry_rs),
+            revision=1,
+            geometry=geometry_rs,
+            meta=refscan_meta(software_version="R1.1"),
+        )
+    ]
     return out
