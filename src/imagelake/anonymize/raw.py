@@ -14,6 +14,10 @@ gives the DICOM of the same subject (same secret, same ``subject_key``):
   (7029-7041) kept as safe private attributes for this call.
 * ``ustb-uff``: free-text datasets (name, info, version, reference, author) are blanked; the
   file is rebuilt; data are copied unchanged.
+* ``refscan``: revision 1's fixed-width header fields are overwritten in place (same width,
+  NUL-padded, reserved bytes zeroed); revision 2's ``key=value`` header is rewritten (unknown
+  keys kept only when plain numbers) with its length updated; the payload is copied byte for
+  byte and the output is checked with the host's refscan reader.
 * ``opaque``: refused with :class:`OpaqueRawError`; no policy can override that.
 
 Third parties add an anonymizer per format to :data:`raw_anonymizers` (entry-point group
@@ -758,6 +762,221 @@ def _anonymize_uff(
 
 
 # ---------------------------------------------------------------------------------------------
+# refscan (the reference emulator's proprietary-style CT raw format, revisions 1 and 2)
+# ---------------------------------------------------------------------------------------------
+# header text field -> (how it is handled, the DICOM attribute holding the same value; the
+# reference emulator writes each into that attribute)
+_REFSCAN_FIELDS: dict[str, tuple[str, int]] = {
+    "manufacturer": ("table", 0x00080070),
+    "model": ("table", 0x00081090),
+    "software_version": ("table", 0x00181020),
+    "device_serial": ("table", 0x00181000),
+    "station_name": ("table", 0x00081010),
+    "institution": ("table", 0x00080080),
+    "acquired": ("datetime", 0x00080020),  # the emulator's Study/Series/Acquisition Date, Time
+    "study_uid": ("uid", 0x0020000D),
+    "series_uid": ("uid", 0x0020000E),
+    "frame_of_reference_uid": ("uid", 0x00200052),
+    "patient_name": ("pseudonym", 0x00100010),
+    "patient_id": ("pseudonym", 0x00100020),
+    "patient_birth_date": ("date", 0x00100030),
+    "patient_sex": ("table", 0x00100040),
+    "protocol_name": ("table", 0x00181030),
+}
+# revision 2 keys that are no identity: numbers, and values from a closed vocabulary
+_REFSCAN_NUMBERS = frozenset(
+    {"slices", "views", "detectors", "detector_spacing_mm", "center_detector",
+     "start_angle_deg", "angular_range_deg", "mu_water_per_mm", "first_slice_z_mm",
+     "slice_spacing_mm", "slice_thickness_mm", "kvp", "payload_scale", "payload_offset",
+     "payload_bytes"}
+)  # fmt: skip
+_REFSCAN_VOCABULARY = {"format": "refscan", "revision": "2", "payload_encoding": "int16-be"}
+_REFSCAN_KEY = re.compile(r"[a-z_]+")
+_REFSCAN_REV1_ZERO = ((60, 64), (732, 1024))  # the reserved float and the zero tail
+_REFSCAN_REV2_MAX_TEXT = 65536
+_REFSCAN_ISO = re.compile(r"(\d{4})-(\d{2})-(\d{2})(T\d{2}:\d{2}:\d{2})")
+_REFSCAN_COMPACT = re.compile(r"(\d{8})(\d{6})")
+
+
+def _anonymize_refscan(
+    paths: Sequence[Path], deid: Deidentifier, out_path: Path, subject_key: str | None
+) -> RawDeidResult:
+    """De-identify a refscan file: revision 1's fixed-width fields are overwritten in place
+    (same width, NUL-padded), revision 2's text header is rewritten with its length updated;
+    the payload is copied byte for byte, and the output is checked with the host's reader."""
+    import struct
+
+    from imagelake.anonymize._keyed import shift_da
+    from imagelake.formats._base import RawFormatError
+    from imagelake.formats.refscan import _REV1_TEXT, REFSCAN_MAGIC, read_refscan_header
+
+    src_path = paths[0]
+    try:
+        fields = read_refscan_header(src_path)
+    except RawFormatError as exc:  # the reader's messages name keys and sizes, never values
+        raise RawDeidError(f"not a readable refscan file: {exc}") from None
+    revision = int(fields["revision"])
+    width = 4 if revision == 1 else 2
+    payload_start = int(fields["payload_offset_bytes"])
+    payload_len = width * int(fields["slices"]) * int(fields["views"]) * int(fields["detectors"])
+    found = (str(fields.get("patient_id") or "").strip()
+             or str(fields.get("patient_name") or "").strip() or None)  # fmt: skip
+    key = _need_key(subject_key, found, "refscan")
+    name = _subject_name(deid, key)
+    shift = _shift_days(deid, key)
+    retain_uids = Option.RETAIN_UIDS in deid.options
+    counts: Counter[str] = Counter()
+    notes: list[str] = []
+
+    def shifted(value: str, kind: str, days: int) -> str | None:
+        """``value`` (``YYYYMMDD``, ``YYYYMMDDHHMMSS`` or ISO) moved by ``days``; the time of
+        day is kept, as the DICOM engine keeps TM values."""
+        try:
+            if kind == "date":
+                return shift_da(value, days)
+            iso = _REFSCAN_ISO.fullmatch(value)
+            if iso is not None:
+                day = shift_da("".join(iso.group(1, 2, 3)), days)
+                return f"{day[:4]}-{day[4:6]}-{day[6:]}{iso.group(4)}"
+            compact = _REFSCAN_COMPACT.fullmatch(value)
+            if compact is not None:
+                return shift_da(compact.group(1), days) + compact.group(2)
+        except InvalidInputError:
+            pass
+        return None
+
+    def new_value(field_name: str, value: str, size: int | None = None) -> str:
+        """The de-identified value of one header text field (``""``: removed); ``size``: the
+        field's width in revision 1."""
+        spec = _REFSCAN_FIELDS.get(field_name)
+        if spec is None:  # a field this anonymizer does not know: it may hold anything
+            counts["unknown X"] += 1
+            return ""
+        kind, tag = spec
+        if kind == "pseudonym":  # as in the DICOM: the pseudonym, even for an empty field
+            if not deid.policy.pseudonymize:
+                counts["X"] += 1
+                return ""
+            if size is not None and len(name) > size:
+                # an empty field rather than a cut pseudonym that matches nothing
+                counts["X"] += 1
+                notes.append("a pseudonym longer than its header field was left out")
+                return ""
+            counts["pseudonym"] += 1
+            return name
+        if not value.strip():
+            return ""
+        if kind == "uid":
+            if tag in deid.policy.keep or (retain_uids and tag not in deid.policy.remove):
+                counts["K"] += 1
+                return value
+            if tag in deid.policy.remove:
+                counts["X"] += 1
+                return ""
+            counts["U"] += 1
+            return deid.uid(value.strip())
+        action = _table_action(deid, tag)
+        if action == "K":
+            counts["K"] += 1
+            return value
+        if action == "C" and kind in ("date", "datetime") and shift is not None:
+            moved = shifted(value.strip(), kind, shift)
+            counts["date shift" if moved is not None else "Z unparsable date"] += 1
+            return moved or ""
+        # "C" of free text falls back to removal, as the DICOM engine's basic action does
+        counts["X"] += 1
+        return ""
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_name(out_path.name + ".partial")
+    with open(src_path, "rb") as src:
+        if revision == 1:
+            header = bytearray(src.read(payload_start))
+            for field_name, (offset, size) in _REV1_TEXT.items():
+                raw = bytes(header[offset : offset + size])
+                value = raw.split(b"\x00", 1)[0].decode("ascii")  # the reader checked ASCII
+                new = new_value(field_name, value, size).encode("ascii", "replace")[:size]
+                # the whole field is rewritten: nothing after a terminating NUL survives
+                header[offset : offset + size] = new.ljust(size, b"\x00")
+            for a, b in _REFSCAN_REV1_ZERO:
+                if any(header[a:b]):
+                    counts["reserved X"] += 1
+                    notes.append("non-zero reserved header bytes zeroed")
+                header[a:b] = bytes(b - a)
+            new_header = bytes(header)
+        else:
+            src.seek(12)
+            text = src.read(payload_start - 12).decode("ascii")  # the reader checked ASCII
+            lines: list[str] = []
+            for line in text.split("\n"):
+                if not line:
+                    continue
+                field_name, _, value = line.partition("=")
+                if field_name in _REFSCAN_FIELDS:
+                    lines.append(f"{field_name}={new_value(field_name, value)}")
+                elif field_name == "end":
+                    continue  # written last, once
+                elif field_name in _REFSCAN_VOCABULARY:
+                    if value == _REFSCAN_VOCABULARY[field_name]:
+                        lines.append(line)
+                    else:
+                        counts["X"] += 1
+                elif field_name in _REFSCAN_NUMBERS:
+                    if _is_number(value):
+                        lines.append(line)
+                    else:
+                        counts["X"] += 1
+                        notes.append("a non-numeric value of a numeric header key removed")
+                elif (
+                    _REFSCAN_KEY.fullmatch(field_name)
+                    and not _IMAGE_META_DENY.search(field_name)
+                    and _is_number(value)
+                ):
+                    lines.append(line)  # another vendor number: kept, like ISMRMRD's
+                    counts["K"] += 1
+                else:
+                    counts["unknown X"] += 1
+                    notes.append("unknown header keys removed (only plain numbers are kept)")
+            block = ("".join(f"{line}\n" for line in lines) + "end=header\n").encode("ascii")
+            if len(block) > _REFSCAN_REV2_MAX_TEXT:
+                raise RawDeidError(
+                    f"{src_path}: the de-identified refscan text header would exceed "
+                    f"{_REFSCAN_REV2_MAX_TEXT} bytes"
+                )
+            new_header = REFSCAN_MAGIC + struct.pack("<HI", 2, len(block)) + block
+        src.seek(payload_start)
+        try:
+            with open(tmp, "wb") as dst:
+                dst.write(new_header)
+                left = payload_len
+                while left:
+                    chunk = src.read(min(left, 1 << 22))
+                    if not chunk:
+                        raise RawDeidError(f"{src_path}: refscan payload ended early")
+                    dst.write(chunk)
+                    left -= len(chunk)
+            if src.read(1):
+                counts["trailing X"] += 1
+                notes.append("bytes after the payload were left out")
+            # the output must stay a refscan file its readers accept
+            check = read_refscan_header(tmp)
+            if int(check["payload_offset_bytes"]) != len(new_header):
+                raise RawDeidError(f"{src_path}: the de-identified header is inconsistent")
+        except RawFormatError:
+            tmp.unlink(missing_ok=True)
+            raise RawDeidError(
+                f"{src_path}: the de-identified refscan header does not parse"
+            ) from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    os.replace(tmp, out_path)
+    return RawDeidResult(
+        (out_path,), name, {k: v for k, v in counts.items() if v}, tuple(dict.fromkeys(notes))
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # opaque
 # ---------------------------------------------------------------------------------------------
 _OPAQUE_MESSAGE = (
@@ -780,6 +999,7 @@ raw_anonymizers: Registry[RawAnonymizer] = Registry(
         "siemens-twix": "imagelake.anonymize.raw:_anonymize_twix",
         "dicom-ct-pd": "imagelake.anonymize.raw:_anonymize_ctpd",
         "ustb-uff": "imagelake.anonymize.raw:_anonymize_uff",
+        "refscan": "imagelake.anonymize.raw:_anonymize_refscan",
         "opaque": "imagelake.anonymize.raw:_refuse_opaque",
     },
 )

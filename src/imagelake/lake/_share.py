@@ -67,7 +67,10 @@ class AnonymizeReport:
             held = f"; {self.held_back} held back for review of burned-in text ({reasons})"
         raw = f", {self.raw_files} raw files" if self.raw_files else ""
         if self.raw_refused:
-            raw += f" ({self.raw_refused} opaque raw files left out: they cannot be de-identified)"
+            raw += (
+                f" ({self.raw_refused} raw files left out: opaque, or a format without a "
+                "raw-header anonymizer; they cannot be de-identified)"
+            )
         return (
             f"{self.series} series{raw}, {self.instances} instances de-identified for "
             f"{self.subjects} subjects ({self.instances_new} new in {self.destination}){held}; "
@@ -105,13 +108,15 @@ def _share_raw(
     report: AnonymizeReport,
 ) -> None:
     """De-identify the raw parents of the shared series into ``out`` (one folder each)."""
-    from imagelake.anonymize import OpaqueRawError, anonymize_raw
+    from imagelake.anonymize import OpaqueRawError, anonymize_raw, raw_anonymizers
 
     links = source.links("accepted")
     links = links[links.series_instance_uid.isin(list(series))]
     for sha, group in links.groupby("raw_sha256"):
         row = source._raw_row(str(sha))
-        if row.format == "opaque":
+        if row.format == "opaque" or row.format not in raw_anonymizers:
+            # nobody can de-identify it (an opaque blob, or a format without an anonymizer):
+            # it stays home, counted
             report.raw_refused += 1
             continue
         subject_key = series[str(group.series_instance_uid.iloc[0])]
