@@ -109,14 +109,9 @@ bench: system venv
 	done; \
 	exit $$rc
 
-lab: venv
-	@if $(VPY) -c 'import jupyterlab' 2>/dev/null; then \
-	  exec $(VENV)/bin/jupyter lab $$( [ "$$(id -u)" -eq 0 ] && echo --allow-root ); \
-	else \
-	  echo "JupyterLab is not installed in $(VENV). Install the 'jupyter' extra:"; \
-	  echo "  $(VPY) -m pip install -e '.[dev,jupyter]'"; \
-	  exit 1; \
-	fi
+# JupyterLab on the demo lake (built first when ./lake is missing); scripts/lab.sh says what it needs.
+lab: system venv
+	@VENV=$(VENV) LAKE=$(LAKE) bash scripts/lab.sh
 
 clean:
 	rm -rf lake demo-data test-artifacts benchmarks/out build dist \
