@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from imagelake.errors import ConfigError
-from imagelake.synthetic.sinogram import HEAD_ELLIPSOIDS, MU_WATER_PER_MM
+from imagelake.synthetic.sinogram import HEAD_ELLIPSOIDS, MU_WATER_PER_MM, _slice_ellipses
 
 __all__ = [
     "REFSCAN_MAGIC",
@@ -121,19 +121,6 @@ class RefscanGeometry:
     def slice_positions(self) -> np.ndarray[Any, np.dtype[np.float64]]:
         z = self.first_slice_z_mm + np.arange(self.n_slices) * self.slice_spacing_mm
         return np.asarray(z, np.float64)
-
-
-def _slice_ellipses(
-    z_over_r: float, ellipsoids: Sequence[Sequence[float]]
-) -> list[tuple[float, float, float, float, float, float]]:
-    """Cross-sections of the ellipsoids at height z: (value, a, b, x0, y0, phi_rad)."""
-    out = []
-    for value, a, b, c, x0, y0, z0, phi in ellipsoids:
-        t = 1.0 - ((z_over_r - z0) / c) ** 2
-        if t > 0:
-            s = math.sqrt(t)
-            out.append((value, a * s, b * s, x0, y0, math.radians(phi)))
-    return out
 
 
 def parallel_beam_sinogram(
