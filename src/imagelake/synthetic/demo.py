@@ -23,9 +23,11 @@ SOPInstanceUID once. The DICOMDIR itself is a Media Storage Directory object, no
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
+import warnings
 import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -287,7 +289,14 @@ def _write_dicomdir(datasets: list[Dataset], folder: Path) -> tuple[Path, list[P
     for ds in datasets:
         fileset.add(ds)
     fileset.write(folder)
-    return folder / "DICOMDIR", sorted(Path(instance.path) for instance in fileset)
+    files = sorted(Path(instance.path) for instance in fileset)
+    # pydicom's FileSet keeps a staging TemporaryDirectory that only the garbage collector
+    # removes (with a ResourceWarning): drop it now, quietly
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        del fileset
+        gc.collect()
+    return folder / "DICOMDIR", files
 
 
 def build_demo_dataset(
