@@ -71,7 +71,7 @@ def lab(
     shutil.copytree(small_lake_path, root / "lake")
     work = root / "notebooks"
     work.mkdir()
-    for nb in NOTEBOOKS.glob("0[1-3]_*.ipynb"):
+    for nb in NOTEBOOKS.glob("0[1-5]_*.ipynb"):
         shutil.copy(nb, work / nb.name)
     port, token = _free_port(), secrets.token_hex(16)
     env = {
@@ -244,4 +244,33 @@ def test_03_anonymization_policy_change_updates_preview(browser: Any, lab: dict[
         "([e, b]) => e.innerText !== b", arg=[widget.element_handle(), note_before], timeout=60_000
     )
     _shot(widget, "anonymization")
+    page.close()
+
+
+def test_04_mining_plot_is_shown(browser: Any, lab: dict[str, Any]) -> None:
+    page = _run_notebook(browser, lab, "04_mine_with_dask.ipynb")
+    plot = page.locator(".jp-RenderedImage img").first
+    plot.wait_for(timeout=60_000)
+    assert _image_src(plot).startswith("data:image/png")
+    assert "skipped" in page.locator(".jp-NotebookPanel:visible").first.inner_text()
+    page.close()
+
+
+def test_05_emulator_panel_raw_choice_changes_the_detail(browser: Any, lab: dict[str, Any]) -> None:
+    # shows and selects only: submitting a job (a VM boot) is for notebook 05 and the VM tests
+    page = _run_notebook(browser, lab, "05_reprocess_with_an_emulator.ipynb")
+    panel = page.locator(".imagelake-emulator-panel").first
+    panel.wait_for(timeout=60_000)
+    panel.scroll_into_view_if_needed()
+    text = panel.inner_text()
+    assert "reference-recon@1.0" in text and "path emulator" in text
+    _shot(panel, "emulator_panel")
+    raw = panel.locator("select").first
+    before = text
+    current = raw.evaluate("e => e.selectedIndex")
+    raw.select_option(index=0 if current != 0 else 1)
+    page.wait_for_function(
+        "([e, b]) => e.innerText !== b", arg=[panel.element_handle(), before], timeout=60_000
+    )
+    assert "path " in panel.inner_text()
     page.close()

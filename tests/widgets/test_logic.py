@@ -34,10 +34,11 @@ from imagelake.store.views import WINDOW_PRESETS, mosaic, read_plane, window
 from imagelake.widgets import (
     AnonymizationWidget,
     CatalogBrowser,
+    EmulatorPanel,
     LinkingWidget,
     SeriesViewer,
 )
-from imagelake.widgets._logic import link_graph_svg, png
+from imagelake.widgets._logic import emulator_rows, link_graph_svg, png, vm_state_html
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -336,3 +337,114 @@ def test_widgets_without_the_extra_name_it() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "MissingExtraError" in out.stdout and "imagelake[jupyter]" in out.stdout
+
+
+# -- emulator panel ------------------------------------------------------------------------------
+def _emulated_raw(lake: Any) -> str:
+    plan = lake.viability(alert=False)
+    return str(plan[plan.path == "emulator"].sha256.iloc[0])
+
+
+def test_emulator_panel_shows_emulators_vms_and_viability(
+    recording_lake: Any, fake_manager: Any
+) -> None:
+    panel = EmulatorPanel(recording_lake, manager=fake_manager)
+    assert {"reference-recon@1.0", "reference-recon@2.0"} <= set(panel.emulator.options)
+    assert panel.emulator.options[0] == "auto"
+    assert "reference-recon@1.0" in panel.emulators.value and "refscan" in panel.emulators.value
+    assert "imagelake-job-x" in panel.vm.value and "QEMU" in panel.vm.value
+    assert recording_lake.named("viability") == [((), {"alert": False})]
+    plan = recording_lake.viability(alert=False)
+    assert len(panel.raw.options) == len(plan)
+    not_viable = plan[plan.path == "none"]
+    if len(not_viable):  # the demo's opaque file: an alert in the list and in the detail
+        panel.raw.value = str(not_viable.sha256.iloc[0])
+        assert "not viable" in panel.detail.value
+        assert any("⚠ not viable" in label for label, _ in panel.raw.options)
+    sha = _emulated_raw(recording_lake)
+    panel.raw.value = sha
+    assert "path <b>emulator</b>" in panel.detail.value and "reference-recon@" in panel.detail.value
+    assert not recording_lake.named("reprocess"), "showing never submits a job"
+
+
+def test_emulator_panel_submit_calls_reprocess(recording_lake: Any, fake_manager: Any) -> None:
+    panel = EmulatorPanel(recording_lake, manager=fake_manager)
+    sha = _emulated_raw(recording_lake)
+    panel.raw.value = sha
+    panel.emulator.value = "reference-recon@1.0"
+    panel.submit.click()
+    panel.wait(30)
+    ((args, kwargs),) = recording_lake.named("reprocess")
+    assert args == (sha,)
+    assert kwargs["emulator"] == "reference-recon@1.0" and kwargs["manager"] is fake_manager
+    assert callable(kwargs["on_progress"])
+    report = panel.last_report
+    assert report is not None and panel.status.value.endswith(str(report))
+    assert "TCG emulation, 12.5 s in the VM" in panel.status.value
+    assert "1.2.3.4" in panel.outputs.value and "rootfs abababababab" in panel.outputs.value
+    assert "qemu" in panel.outputs.value and "12.5 s" in panel.outputs.value
+    assert not panel.submit.disabled and not fake_manager.closed, "an injected manager stays open"
+    panel.emulator.value = "auto"  # the default choice goes to the library as "auto"
+    panel.submit.click()
+    panel.wait(30)
+    assert recording_lake.named("reprocess")[-1][1]["emulator"] == "auto"
+
+
+def test_emulator_panel_shows_an_error_not_a_traceback(
+    recording_lake: Any, fake_manager: Any
+) -> None:
+    from imagelake.emulators import EmulatorJobError
+
+    message = (
+        "refscan revision 1 is no longer supported by this software (R2 reads revision 2 "
+        "only); reconstruct it with reference-recon 1.0"
+    )
+    recording_lake.fail_with = EmulatorJobError(message, None)  # type: ignore[arg-type]
+    panel = EmulatorPanel(recording_lake, manager=fake_manager, background=False)
+    panel.raw.value = _emulated_raw(recording_lake)
+    panel.emulator.value = "reference-recon@2.0"
+    panel.submit.click()
+    assert panel.last_report is None and panel.last_error == message
+    assert "no longer supported by this software (R2 reads revision 2 only)" in panel.status.value
+    assert "Traceback" not in panel.status.value and panel.outputs.value == ""
+    assert not panel.submit.disabled
+
+
+def test_emulator_panel_without_libvirt_names_the_fix(
+    recording_lake: Any, fake_manager: Any
+) -> None:
+    fake_manager.down = True
+    panel = EmulatorPanel(recording_lake, manager=fake_manager)
+    assert "sudo make libvirtd-start" in panel.vm.value
+    assert "cannot connect" in panel.vm.value
+    assert "sudo make libvirtd-start" in vm_state_html(None)
+
+
+def test_emulator_rows_image_state() -> None:
+    from types import SimpleNamespace
+
+    scanner = SimpleNamespace(manufacturer="RefScan", model="CT", software_versions=("R1.0",))
+    manifests = [
+        SimpleNamespace(
+            ref=f"ref@{v}",
+            vendor="imagelake",
+            scanners=(scanner,),
+            raw_formats=("refscan",),
+            format_revisions={"refscan": (int(v[0]),)},
+        )
+        for v in ("1.0", "2.0", "3.0")
+    ]
+
+    class Images:
+        def registered(self, m: Any) -> bool:
+            return m.ref != "ref@3.0"
+
+        def verify(self, m: Any) -> dict[str, Path]:
+            if m.ref == "ref@2.0":
+                raise ValueError("digest mismatch")
+            return {}
+
+    rows = emulator_rows(manifests, Images())
+    assert list(rows.image) == ["ready", "registered, not verified", "missing"]
+    assert rows.formats.iloc[0] == "refscan rev 1"
+    assert rows.scanners.iloc[0] == "RefScan CT (R1.0)"

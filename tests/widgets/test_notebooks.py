@@ -18,11 +18,13 @@ EXPECTED = {
     "01_explore_the_lake.ipynb": {"CatalogBrowser", "SeriesViewer"},
     "02_link_raw_and_dicom.ipynb": {"LinkingWidget"},
     "03_anonymize_and_share.ipynb": {"AnonymizationWidget"},
+    "04_mine_with_dask.ipynb": set(),
+    "05_reprocess_with_an_emulator.ipynb": {"EmulatorPanel"},
 }
 
 
 def test_every_notebook_is_listed() -> None:
-    assert {p.name for p in NOTEBOOKS.glob("0[1-3]_*.ipynb")} == set(EXPECTED)
+    assert {p.name for p in NOTEBOOKS.glob("0[1-9]_*.ipynb")} == set(EXPECTED)
 
 
 @pytest.mark.slow
@@ -65,7 +67,9 @@ def test_notebook_runs_with_widget_views(
     ]
     assert not errors
     assert len(views) >= len(EXPECTED[name])
-    state = nb.metadata["widgets"][WIDGET_STATE]["state"]
+    # a notebook without widgets (04) stores no widget state
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    assert bool(state) == bool(EXPECTED[name])
     assert all(v in state for v in views), "every displayed view has its stored state"
     # the displayed top-level views carry the widgets' CSS classes
     classes = {c for v in views for c in state[v]["state"].get("_dom_classes", [])}
@@ -74,9 +78,25 @@ def test_notebook_runs_with_widget_views(
         "SeriesViewer": "imagelake-series-viewer",
         "LinkingWidget": "imagelake-linking",
         "AnonymizationWidget": "imagelake-anonymization",
+        "EmulatorPanel": "imagelake-emulator-panel",
     }
     assert {wanted[w] for w in EXPECTED[name]} <= classes
     images = [s for s in state.values() if s["model_name"] == "ImageModel"]
     if name.startswith("01"):
         assert images, "the viewer and the thumbnails are images"
+    if name.startswith("04"):  # the plot, and the second run skips every stack
+        plots = [
+            out
+            for cell in nb.cells
+            for out in cell.get("outputs", [])
+            if "image/png" in out.get("data", {})
+        ]
+        assert plots, "the per-series statistics are plotted"
+        text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+        assert "computed 0, skipped" in text
+    if name.startswith("05"):  # the reprocessed file, or why not, and never a traceback
+        text = "".join(out.get("text", "") for cell in nb.cells for out in cell.get("outputs", []))
+        assert (
+            "already reprocessed" in text or "reprocessed by" in text or "not reprocessed" in text
+        )
     assert os.environ["IMAGELAKE_LAKE"] == lake_copy.url

@@ -16,6 +16,8 @@ widget                    library calls behind it
 :class:`AnonymizationWidget`  :func:`imagelake.lake.share_preview.preview_deidentification`,
                           :func:`~imagelake.lake.share_preview.burned_in_review`,
                           :func:`~imagelake.lake.share_preview.anonymize_series`
+:class:`EmulatorPanel`    :meth:`Lake.emulator_registry`, :meth:`Lake.viability`,
+                          :meth:`Lake.reprocess`, :meth:`EmulatorManager.status`
 ========================  ================================================================
 
 Each takes the lake in its constructor (a :class:`~imagelake.lake.Lake`, or any object with the
@@ -32,7 +34,14 @@ import_optional("PIL", "jupyter", "imagelake.widgets (PNG encoding)")
 
 from imagelake.widgets._anonymize import AnonymizationWidget  # noqa: E402
 from imagelake.widgets._catalog import CatalogBrowser  # noqa: E402
+from imagelake.widgets._emulators import EmulatorPanel  # noqa: E402
 from imagelake.widgets._linking import LinkingWidget  # noqa: E402
 from imagelake.widgets._viewer import SeriesViewer  # noqa: E402
 
-__all__ = ["AnonymizationWidget", "CatalogBrowser", "LinkingWidget", "SeriesViewer"]
+__all__ = [
+    "AnonymizationWidget",
+    "CatalogBrowser",
+    "EmulatorPanel",
+    "LinkingWidget",
+    "SeriesViewer",
+]

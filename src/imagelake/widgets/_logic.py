@@ -19,11 +19,17 @@ from imagelake.lake.explore import LinkGraph
 
 __all__ = [
     "ALERT_TEXT",
+    "LIBVIRTD_START",
     "alerts_html",
+    "emulator_rows",
+    "error_html",
     "link_graph_svg",
     "png",
+    "reprocess_report_html",
     "series_label",
     "table_html",
+    "viability_label",
+    "vm_state_html",
 ]
 
 #: what each alert kind means to a person looking at data
@@ -186,3 +192,121 @@ def link_graph_svg(graph: LinkGraph, *, width: int = 640, row_height: int = 26) 
         )
     parts.append("</svg>")
     return "".join(parts)
+
+
+# -- emulator panel ------------------------------------------------------------------------------
+#: the command that starts the system libvirtd this machine's VMs run on (root, no systemd)
+LIBVIRTD_START = "sudo make libvirtd-start"
+
+
+def error_html(text: str) -> str:
+    """A message in red (escaped), for an error a person can act on — never a traceback."""
+    return f"<span class='il-error' style='color:#b71c1c'>{html.escape(text)}</span>"
+
+
+def emulator_rows(manifests: Iterable[Any], images: Any) -> pd.DataFrame:
+    """One row per emulator version: ``emulator, vendor, scanners, formats, image``.
+
+    ``image`` is ``ready`` (every file in the store and its sha256 verified),
+    ``registered, not verified`` (files there, digests wrong or unreadable) or ``missing``.
+    """
+    rows = []
+    for m in sorted(manifests, key=lambda m: m.ref):
+        scanners = "; ".join(
+            f"{s.manufacturer} {s.model} ({', '.join(s.software_versions)})" for s in m.scanners
+        )
+        formats = ", ".join(
+            f"{f} rev {'/'.join(str(r) for r in m.format_revisions[f])}"
+            if f in m.format_revisions
+            else f
+            for f in m.raw_formats
+        )
+        try:
+            registered = bool(images.registered(m))
+        except Exception:  # noqa: BLE001 - an unreachable store: not ready
+            registered = False
+        image = "missing"
+        if registered:
+            try:
+                images.verify(m)
+                image = "ready"
+            except Exception:  # noqa: BLE001 - wrong digests or a broken file
+                image = "registered, not verified"
+        rows.append(
+            {
+                "emulator": m.ref,
+                "vendor": m.vendor,
+                "scanners": scanners,
+                "formats": formats,
+                "image": image,
+            }
+        )
+    return pd.DataFrame(rows, columns=["emulator", "vendor", "scanners", "formats", "image"])
+
+
+def vm_state_html(status: Mapping[str, Any] | None, *, error: str = "") -> str:
+    """The hypervisor and imagelake's domains, or why libvirt is not reachable.
+
+    ``status`` is :meth:`EmulatorManager.status`; ``None`` with ``error`` when no manager
+    could connect.
+    """
+    if status is None:
+        return (
+            "<div class='il-alert' style='border-left:4px solid #d9822b;background:#fff4e5;"
+            "padding:4px 8px'>libvirt is not reachable, so no VM can run here"
+            f"{': ' + html.escape(error) if error else ''}. Start it with "
+            f"<code>{LIBVIRTD_START}</code> (as root: <code>bash scripts/libvirtd.sh start"
+            "</code>), then press <i>refresh</i>.</div>"
+        )
+    head = (
+        f"{html.escape(str(status.get('hypervisor', '?')))} "
+        f"{html.escape(str(status.get('hypervisor_version', '')))} on "
+        f"<code>{html.escape(str(status.get('uri', '?')))}</code> (libvirt "
+        f"{html.escape(str(status.get('libvirt_version', '?')))}); domain type "
+        f"<b>{html.escape(str(status.get('domain_type') or '?'))}</b> "
+        f"({html.escape(str(status.get('accel_reason', '')))}); at most "
+        f"{html.escape(str(status.get('max_parallel', '?')))} job(s) at once"
+    )
+    domains = pd.DataFrame(
+        list(status.get("domains") or []), columns=["name", "kind", "state", "active"]
+    )
+    body = table_html(domains) if len(domains) else "<i>no imagelake VM running</i>"
+    return f"<div>{head}</div>{body}"
+
+
+def viability_label(row: Any) -> str:
+    """One line for a raw file in the emulator panel: format, sha prefix, scanner, path."""
+    scanner = " ".join(
+        str(v)
+        for v in (row.manufacturer, row.model, row.software_version)
+        if isinstance(v, str) and v
+    )
+    via = f" {row.via}" if row.via else ""
+    flag = " ⚠ not viable" if row.path == "none" else ""
+    return f"{row.format} {str(row.sha256)[:12]} {scanner or '?'} → {row.path}{via}{flag}"
+
+
+def reprocess_report_html(report: Any) -> str:
+    """The outputs of a :class:`~imagelake.lake.ReprocessReport`: series, links, provenance."""
+    prov: Mapping[str, Any] = report.provenance or {}
+    digests = prov.get("image_sha256") or {}
+    if isinstance(digests, Mapping):
+        image = ", ".join(f"{k} {str(v)[:12]}" for k, v in sorted(digests.items()))
+    else:
+        image = str(digests)[:12]
+    duration = prov.get("duration_s")
+    facts = {
+        "emulator": report.emulator,
+        "job": report.job_id,
+        "image sha256": image or "?",
+        "domain type": prov.get("domain_type", "?"),
+        "duration in the VM": f"{duration:.1f} s" if isinstance(duration, int | float) else "?",
+        "chosen by": prov.get("chosen_by", ""),
+        "series": ", ".join(report.series_instance_uids) or "none",
+        "links": ", ".join(str(i) for i in report.link_ids) or "none",
+    }
+    rows = "".join(
+        f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in facts.items()
+    )
+    return f"<table class='il-table il-reprocess'>{rows}</table>"
