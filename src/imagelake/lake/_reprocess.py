@@ -105,9 +105,12 @@ class ReprocessMixin:
             return manifest, "emulator manifests"
         except PluginNotFoundError:
             # the file's own format revision names its reader, whatever its software says
-            readers = [m for m in registry if revision is not None and
-                       _reads(m, str(row.format), revision) and
-                       str(row.format) in m.format_revisions]  # fmt: skip
+            fmt = str(row.format)
+            readers = [
+                m
+                for m in registry
+                if revision is not None and fmt in m.format_revisions and _reads(m, fmt, revision)
+            ]
             if len({m.id for m in readers}) != 1:
                 raise
             newest = max(readers, key=lambda m: _version_key(m.version))
@@ -163,7 +166,8 @@ class ReprocessMixin:
         try:
             manifest, chosen_by = self._emulator_for(row, emulator, registry)
         except PluginNotFoundError as exc:
-            self._not_viable_alert(row, str(exc))
+            if emulator == "auto":  # nothing reads it (a misspelt id@version is no alert)
+                self._not_viable_alert(row, str(exc))
             raise
         own_manager = manager is None
         if manager is None:
