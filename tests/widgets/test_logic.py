@@ -28,7 +28,7 @@ except ImportError:
 
 from imagelake.anonymize import Deidentifier, load_policy
 from imagelake.anonymize.preview import change_counts, tag_changes
-from imagelake.index.facets import FacetSelection, facet_options
+from imagelake.index import FacetSelection, facet_options
 from imagelake.lake import explore, share_preview
 from imagelake.store.views import WINDOW_PRESETS, mosaic, read_plane, window
 from imagelake.widgets import (

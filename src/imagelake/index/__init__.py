@@ -31,6 +31,13 @@ series table, the instances file's footer and the columns filtered on, until a n
 snapshot replaces the files.
 """
 
+from imagelake.index._facets import (
+    SCANNER_SEPARATOR,
+    FacetOptions,
+    FacetSelection,
+    facet_options,
+    scanner_label,
+)
 from imagelake.index._filters import parse_filters
 from imagelake.index._layout import INDEX_SCHEMA_VERSION
 from imagelake.index._measures import measures_frame, write_measures_index
@@ -40,8 +47,12 @@ from imagelake.index._snapshot import write_snapshot
 
 __all__ = [
     "INDEX_SCHEMA_VERSION",
+    "SCANNER_SEPARATOR",
+    "FacetOptions",
+    "FacetSelection",
     "IndexReader",
     "Level",
+    "facet_options",
     "links_frame",
     "measures_frame",
     "parse_filters",
@@ -49,6 +60,7 @@ __all__ = [
     "query_raw",
     "query_series_with_raw",
     "raw_frame",
+    "scanner_label",
     "write_measures_index",
     "write_snapshot",
 ]

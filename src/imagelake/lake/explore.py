@@ -4,7 +4,7 @@ These are the library calls behind the JupyterLab widgets (:mod:`imagelake.widge
 well from a notebook, a script or the CLI. Each takes a :class:`~imagelake.lake.Lake` (or
 anything with the same public methods) and uses only its public API::
 
-    from imagelake.index.facets import FacetSelection
+    from imagelake.index import FacetSelection
     from imagelake.lake import explore
 
     table = explore.catalog_table(lake, FacetSelection(modalities=["CT"], has_raw_parent=True))
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from imagelake.index.facets import FacetSelection
+from imagelake.index import FacetSelection
 from imagelake.store.views import Window, mosaic
 
 __all__ = [

@@ -6,7 +6,7 @@ Every button is a library function first; the widgets only show and call:
 widget                    library calls behind it
 ========================  ================================================================
 :class:`CatalogBrowser`   :func:`imagelake.lake.explore.catalog_table`,
-                          :func:`imagelake.index.facets.facet_options`,
+                          :func:`imagelake.index.facet_options`,
                           :func:`imagelake.lake.explore.series_thumbnail`
 :class:`SeriesViewer`     :meth:`Lake.open_series`, :func:`imagelake.store.views.read_plane`,
                           :func:`imagelake.store.views.window`

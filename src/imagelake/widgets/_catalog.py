@@ -10,7 +10,7 @@ import ipywidgets as w
 import pandas as pd
 
 from imagelake.errors import ImagelakeError
-from imagelake.index.facets import FacetOptions, FacetSelection, facet_options
+from imagelake.index import FacetOptions, FacetSelection, facet_options
 from imagelake.lake.explore import BROWSE_COLUMNS, catalog_table, series_thumbnail
 from imagelake.widgets._logic import alerts_html, png, series_label, table_html
 
