@@ -808,7 +808,7 @@ def _anonymize_refscan(
 
     from imagelake.anonymize._keyed import shift_da
     from imagelake.formats._base import RawFormatError
-    from imagelake.formats.refscan import _REV1_TEXT, REFSCAN_MAGIC, read_refscan_header
+    from imagelake.formats.refscan import REFSCAN_MAGIC, REV1_TEXT_FIELDS, read_refscan_header
 
     src_path = paths[0]
     try:
@@ -892,7 +892,7 @@ def _anonymize_refscan(
     with open(src_path, "rb") as src:
         if revision == 1:
             header = bytearray(src.read(payload_start))
-            for field_name, (offset, size) in _REV1_TEXT.items():
+            for field_name, (offset, size) in REV1_TEXT_FIELDS.items():
                 raw = bytes(header[offset : offset + size])
                 value = raw.split(b"\x00", 1)[0].decode("ascii")  # the reader checked ASCII
                 new = new_value(field_name, value, size).encode("ascii", "replace")[:size]

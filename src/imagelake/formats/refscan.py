@@ -34,7 +34,13 @@ from imagelake.formats._base import (
     RawMeta,
 )
 
-__all__ = ["REFSCAN_MAGIC", "REFSCAN_REVISIONS", "RefscanFormat", "read_refscan_header"]
+__all__ = [
+    "REFSCAN_MAGIC",
+    "REFSCAN_REVISIONS",
+    "REV1_TEXT_FIELDS",
+    "RefscanFormat",
+    "read_refscan_header",
+]
 
 REFSCAN_MAGIC = b"RFSCN\x00"
 #: the revisions this reader knows
@@ -47,14 +53,15 @@ _REV1_NUMBER_KEYS = (
     "start_angle_rad", "angular_range_rad", "mu_water_per_mm", "first_slice_z_mm",
     "slice_spacing_mm", "slice_thickness_mm", "kvp", "reserved",
 )  # fmt: skip
-_REV1_TEXT: Mapping[str, tuple[int, int]] = {
+#: revision 1 text fields: key -> (offset, size) in the fixed 1024-byte header (FORMAT.md)
+REV1_TEXT_FIELDS: Mapping[str, tuple[int, int]] = {
     "manufacturer": (64, 64),
     "model": (128, 32),
     "software_version": (160, 32),
     "device_serial": (192, 32),
     "station_name": (224, 32),
     "institution": (256, 64),
-    "acquired": (320, 16),
+    "acquired": (320, 16),  # YYYYMMDDHHMMSS
     "study_uid": (336, 64),
     "series_uid": (400, 64),
     "frame_of_reference_uid": (464, 64),
@@ -82,7 +89,7 @@ def _rev1(path: str, head: bytes, size: int) -> dict[str, Any]:
             f"{path}: refscan revision 1 header size {numbers['header_bytes']}, expected 1024"
         )
     fields: dict[str, Any] = {k: v for k, v in numbers.items() if k != "reserved"}
-    for key, (offset, width) in _REV1_TEXT.items():
+    for key, (offset, width) in REV1_TEXT_FIELDS.items():
         raw = head[offset : offset + width].split(b"\x00", 1)[0]
         try:
             fields[key] = raw.decode("ascii").strip()

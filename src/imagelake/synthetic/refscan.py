@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from imagelake.errors import ConfigError
+from imagelake.formats.refscan import REFSCAN_MAGIC, REV1_TEXT_FIELDS
 from imagelake.synthetic.sinogram import HEAD_ELLIPSOIDS, MU_WATER_PER_MM, _slice_ellipses
 
 __all__ = [
@@ -43,8 +44,6 @@ __all__ = [
     "write_refscan",
 ]
 
-#: the first six bytes of every refscan file; a u16 LE revision follows
-REFSCAN_MAGIC = b"RFSCN\x00"
 #: the fixed header size of revision 1
 REV1_HEADER_BYTES = 1024
 
@@ -54,25 +53,6 @@ REFSCAN_PATIENT = {
     "patient_id": "SYN-REFSCAN-001",
     "patient_birth_date": "19700101",
     "patient_sex": "O",
-}
-
-#: rev 1 text fields: key -> (offset, size) in the fixed header (FORMAT.md)
-REV1_TEXT_FIELDS: Mapping[str, tuple[int, int]] = {
-    "manufacturer": (64, 64),
-    "model": (128, 32),
-    "software_version": (160, 32),
-    "device_serial": (192, 32),
-    "station_name": (224, 32),
-    "institution": (256, 64),
-    "acquired": (320, 16),  # YYYYMMDDHHMMSS
-    "study_uid": (336, 64),
-    "series_uid": (400, 64),
-    "frame_of_reference_uid": (464, 64),
-    "patient_name": (528, 64),
-    "patient_id": (592, 64),
-    "patient_birth_date": (656, 8),
-    "patient_sex": (664, 4),
-    "protocol_name": (668, 64),
 }
 
 
